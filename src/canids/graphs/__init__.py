@@ -1,0 +1,1 @@
+"""Windows of frames become graphs: nodes are CAN IDs, edges consecutive-frame transitions."""

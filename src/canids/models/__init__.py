@@ -1,0 +1,1 @@
+"""Torch / PyG modules: VGAE autoencoder, GAT classifier, DQN fusion agent."""

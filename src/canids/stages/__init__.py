@@ -1,0 +1,1 @@
+"""Training and evaluation of each pipeline stage (paths in, trained objects and metrics out)."""
