@@ -1,0 +1,63 @@
+"""GAT window classifier with jumping knowledge.
+
+Node input = learnt CAN-ID embedding (index 0 = unknown ID) concatenated with the node
+features; GATv2 layers use the edge features (transition counts and timing). Jumping
+knowledge concatenates every layer's output so shallow timing cues and deeper structural
+cues both reach the readout; mean+max pooling plus the window-level features feed an MLP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch_geometric.nn import GATv2Conv, global_max_pool, global_mean_pool
+
+
+@dataclass
+class GATConfig:
+    node_dim: int
+    edge_dim: int
+    graph_dim: int
+    vocab_size: int
+    hidden: int = 48
+    heads: int = 8
+    layers: int = 3
+    embed_dim: int = 16
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class GATClassifier(nn.Module):
+    def __init__(self, cfg: GATConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        width = cfg.hidden * cfg.heads
+        self.input = nn.Linear(cfg.node_dim + cfg.embed_dim, width)
+        self.convs = nn.ModuleList(GATv2Conv(width, cfg.hidden, heads=cfg.heads, edge_dim=cfg.edge_dim, add_self_loops=False) for _ in range(cfg.layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(cfg.layers))
+        jk_width = width * (cfg.layers + 1)
+        self.head = nn.Sequential(
+            nn.Linear(2 * jk_width + cfg.graph_dim, width),
+            nn.ELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(width, 2),
+        )
+
+    def forward(self, batch) -> torch.Tensor:
+        """Return class logits ``[num_graphs, 2]`` (index 1 = attack)."""
+        h = torch.cat([batch.x, self.embed(batch.node_vocab)], dim=-1)
+        h = torch.nn.functional.elu(self.input(h))
+        layers = [h]
+        for conv, norm in zip(self.convs, self.norms):
+            h = norm(h + torch.nn.functional.elu(conv(h, batch.edge_index, batch.edge_attr)))
+            h = torch.nn.functional.dropout(h, self.cfg.dropout, self.training)
+            layers.append(h)
+        jk = torch.cat(layers, dim=-1)
+        size = int(batch.num_graphs)
+        pooled = torch.cat([global_mean_pool(jk, batch.batch, size), global_max_pool(jk, batch.batch, size), batch.u], dim=-1)
+        return self.head(pooled)

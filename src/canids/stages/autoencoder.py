@@ -1,0 +1,125 @@
+"""Stage 1: train the VGAE on attack-free windows; choose its decision threshold on validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from canids.graphs.graphset import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES, GraphSet
+from canids.models.vgae import VGAE, VGAEConfig, window_score
+from canids.stages.common import TrainSettings, make_trainer, restore_best, resume_checkpoint, tune_batch_size, window_loader
+from canids.stages.metrics import best_f1_threshold, binary_metrics
+
+
+class VGAEModule(L.LightningModule):
+    def __init__(self, cfg: VGAEConfig, train_set: GraphSet, train_index: np.ndarray, val_set: GraphSet, val_index: np.ndarray, settings: TrainSettings, teacher: VGAE | None = None, kd_alpha: float = 0.0) -> None:
+        super().__init__()
+        self.model = VGAE(cfg)
+        self.train_set, self.train_index = train_set, train_index
+        self.val_set, self.val_index = val_set, val_index
+        self.settings = settings
+        self.batch_size = settings.batch_size
+        self.teacher = teacher.eval() if teacher is not None else None
+        self.kd_alpha = kd_alpha
+
+    def train_dataloader(self):
+        return window_loader(self.train_set, self.train_index, self.batch_size, shuffle=True, seed=self.settings.seed + self.current_epoch)
+
+    def val_dataloader(self):
+        return window_loader(self.val_set, self.val_index, 512)
+
+    def training_step(self, batch, batch_idx):
+        out = self.model(batch, sample=True)
+        terms = self.model.loss(batch, out)
+        loss = terms["loss"]
+        if self.teacher is not None and self.kd_alpha > 0:
+            with torch.no_grad():
+                t_out = self.teacher(batch, sample=False)
+            kd = torch.nn.functional.mse_loss(out["x_hat"], t_out["x_hat"]) + torch.nn.functional.mse_loss(out["u_hat"], t_out["u_hat"])
+            loss = (1 - self.kd_alpha) * loss + self.kd_alpha * kd
+            self.log("train_kd", kd, batch_size=batch.num_graphs)
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch.num_graphs)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        out = self.model(batch, sample=False)
+        score = window_score(batch, out, self.model.cfg)
+        self.log("val_score", score.mean(), batch_size=batch.num_graphs)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay)
+
+
+@dataclass
+class AutoencoderResult:
+    model: VGAE
+    threshold: float
+    batch_size: int
+    epochs_run: int
+    best_epoch: int | None
+    metrics: dict = field(default_factory=dict)
+
+
+def attack_free_index(graphs: GraphSet) -> np.ndarray:
+    """Windows of attack-free training captures only (train_01), never those of attack captures."""
+    free_caps = [i for i, name in enumerate(graphs.capture_names) if name.startswith("train_01")]
+    mask = np.isin(graphs.capture.numpy(), free_caps) & (graphs.y.numpy() == 0)
+    if not mask.any():
+        raise ValueError("no attack-free training windows (train_01_attack_free) to train the autoencoder on")
+    return np.flatnonzero(mask)
+
+
+@torch.no_grad()
+def score_windows(model: VGAE, graphs: GraphSet, batch_size: int = 1024) -> np.ndarray:
+    """Deterministic anomaly score of every window (latent mean)."""
+    model.eval()
+    device = next(model.parameters()).device
+    scores = [model.score(batch.to(device)).cpu() for batch in window_loader(graphs, None, batch_size)]
+    return torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
+
+
+def choose_threshold(scores: np.ndarray, labels: np.ndarray, normal_quantile: float = 0.995) -> float:
+    """Best-F1 threshold on validation when it holds attacks, else a high quantile of normal scores."""
+    if labels.sum() > 0 and (labels == 0).sum() > 0:
+        threshold, _ = best_f1_threshold(labels, scores)
+        return threshold
+    return float(np.quantile(scores, normal_quantile))
+
+
+def train_autoencoder(train: GraphSet, val: GraphSet, vocab_size: int, model_kwargs: dict, settings: TrainSettings, work_dir: Path, resume_dir: Path | None = None, teacher: VGAE | None = None, kd_alpha: float = 0.0) -> AutoencoderResult:
+    cfg = VGAEConfig(node_dim=len(NODE_FEATURES), edge_dim=len(EDGE_FEATURES), graph_dim=len(GRAPH_FEATURES), vocab_size=vocab_size, **model_kwargs)
+    train_index = attack_free_index(train)
+    val_index = np.flatnonzero(val.y.numpy() == 0)
+    module = VGAEModule(cfg, train, train_index, val, val_index, settings, teacher, kd_alpha)
+    factory = lambda: make_trainer(settings, work_dir / "tune", None)  # noqa: E731
+    batch_size = tune_batch_size(factory, module, settings) if resume_checkpoint(resume_dir) is None else settings.batch_size
+    module.batch_size = batch_size
+    trainer, best = make_trainer(settings, work_dir, resume_dir)
+    trainer.fit(module, ckpt_path=resume_checkpoint(resume_dir))
+    best_epoch = restore_best(module, best)
+    model = module.model.cpu().eval()
+    val_scores = score_windows(model, val)
+    val_labels = val.y.numpy()
+    threshold = choose_threshold(val_scores, val_labels)
+    val_metrics = binary_metrics(val_labels, val_scores >= threshold, val_scores)
+    normal = val_scores[val_labels == 0]
+    return AutoencoderResult(
+        model=model,
+        threshold=threshold,
+        batch_size=batch_size,
+        epochs_run=trainer.current_epoch,
+        best_epoch=best_epoch,
+        metrics={
+            "val_f1": val_metrics["f1"],
+            "val_auroc": val_metrics.get("auroc"),
+            "val_normal_score_median": float(np.median(normal)) if len(normal) else None,
+            "val_normal_score_p99": float(np.quantile(normal, 0.99)) if len(normal) else None,
+            "best_val_score": float(best.best_model_score) if best.best_model_score is not None else None,
+            "n_train_windows": int(len(train_index)),
+        },
+    )
+

@@ -1,0 +1,273 @@
+"""Stage 3: a DQN agent that learns, per window, how to weigh the VGAE against the GAT.
+
+The environment walks the windows of each capture in time order: the state of window t is
+built from both detectors' outputs and the window-level features, the action picks the
+fusion weight, the reward is +w for a correct decision and -w for a wrong one (w balances
+the classes), and the next state is window t+1 (the replaced pipeline reused the current
+state as the next one). Exploration decays; a target network stabilises the bootstrap;
+the kept policy is the one with the best validation F1 seen during training.
+
+The agent trains on the first half (in time) of each validation capture's windows and is
+selected on the second half: neither detector trained on those windows, so their outputs
+there look like they will at test time (on training windows the GAT is overconfident and
+the agent would learn to trust it blindly).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from canids.graphs.graphset import GRAPH_FEATURES, GraphSet
+from canids.models.dqn import DQNConfig, QNetwork, fused_decision, fused_score
+from canids.models.gat import GATClassifier
+from canids.models.vgae import VGAE
+from canids.stages.autoencoder import score_windows
+from canids.stages.curriculum import predict_proba
+from canids.stages.metrics import binary_metrics
+
+STATE_FEATURES = ["p_vgae", "p_gat", "vgae_log_ratio", "gat_logit", "disagreement", "agree", "gat_entropy"] + [f"u_{name}" for name in GRAPH_FEATURES]
+
+
+@dataclass
+class VGAECalibration:
+    """Maps a raw VGAE score to a probability-like value: 0.5 exactly at the threshold."""
+
+    threshold: float
+    log_scale: float
+
+    def prob(self, scores: np.ndarray) -> np.ndarray:
+        z = (np.log(np.maximum(scores, 1e-12)) - math.log(max(self.threshold, 1e-12))) / self.log_scale
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+    @classmethod
+    def fit(cls, threshold: float, normal_scores: np.ndarray) -> "VGAECalibration":
+        scale = float(np.std(np.log(np.maximum(normal_scores, 1e-12)))) if len(normal_scores) > 1 else 0.1
+        return cls(threshold=float(threshold), log_scale=max(scale, 0.05))
+
+
+@dataclass
+class DetectorOutputs:
+    """Both detectors' outputs on a set of windows plus the fusion state built from them."""
+
+    vgae_score: np.ndarray
+    p_vgae: np.ndarray
+    p_gat: np.ndarray
+    state: np.ndarray
+
+
+def detector_outputs(vgae: VGAE, calibration: VGAECalibration, gat: GATClassifier, graphs: GraphSet) -> DetectorOutputs:
+    score = score_windows(vgae, graphs)
+    p_vgae = calibration.prob(score)
+    p_gat = np.clip(predict_proba(gat, graphs), 1e-7, 1 - 1e-7)
+    logit = np.log(p_gat) - np.log1p(-p_gat)
+    entropy = -(p_gat * np.log2(p_gat) + (1 - p_gat) * np.log2(1 - p_gat))
+    log_ratio = np.clip(np.log(np.maximum(score, 1e-12) / calibration.threshold), -10, 10) / 5.0
+    state = np.column_stack([p_vgae, p_gat, log_ratio, np.clip(logit, -20, 20) / 10.0, np.abs(p_gat - p_vgae), ((p_gat >= 0.5) == (p_vgae >= 0.5)).astype(np.float64), entropy, graphs.u.numpy()]).astype(np.float32)
+    return DetectorOutputs(score, p_vgae.astype(np.float32), p_gat.astype(np.float32), state)
+
+
+@dataclass
+class FusionSettings:
+    steps: int = 3000
+    parallel_envs: int = 64
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    gamma: float = 0.2
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.02
+    epsilon_decay_steps: int = 1500
+    target_update: int = 100
+    replay_capacity: int = 50000
+    eval_every: int = 100
+    seed: int = 0
+    kd_alpha: float = 0.0
+
+
+def epsilon_at(step: int, s: FusionSettings) -> float:
+    """Exponential decay from epsilon_start to epsilon_end over epsilon_decay_steps."""
+    frac = min(1.0, step / max(s.epsilon_decay_steps, 1))
+    return float(s.epsilon_end + (s.epsilon_start - s.epsilon_end) * math.exp(-5.0 * frac))
+
+
+def split_by_time(graphs: GraphSet) -> tuple[np.ndarray, np.ndarray]:
+    """First half (in time) of each capture's windows vs. the second half."""
+    capture, t = graphs.capture.numpy(), graphs.t_start.numpy()
+    first, second = [], []
+    for c in np.unique(capture):
+        idx = np.flatnonzero(capture == c)
+        idx = idx[np.argsort(t[idx], kind="stable")]
+        half = len(idx) // 2
+        first.append(idx[:half])
+        second.append(idx[half:])
+    a, b = np.concatenate(first) if first else np.zeros(0, int), np.concatenate(second) if second else np.zeros(0, int)
+    y = graphs.y.numpy()
+    if y[a].sum() == 0 or y[b].sum() == 0 or (y[a] == 0).sum() == 0:
+        # Too few attacks to split: train and select on all validation windows (recorded in the manifest).
+        return np.arange(len(graphs)), np.arange(len(graphs))
+    return np.sort(a), np.sort(b)
+
+
+@dataclass
+class FusionResult:
+    q_net: QNetwork
+    logreg: dict
+    curve: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+
+
+def policy_alpha(q_net: QNetwork, state: np.ndarray) -> np.ndarray:
+    """Greedy fusion weight per window."""
+    with torch.no_grad():
+        q = q_net(torch.as_tensor(state))
+    return q_net.alphas()[q.argmax(-1)].numpy()
+
+
+def fused_predictions(q_net: QNetwork, out: DetectorOutputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(decision, fused score, alpha) per window under the one decision rule."""
+    alpha = torch.as_tensor(policy_alpha(q_net, out.state))
+    p_gat, p_vgae = torch.as_tensor(out.p_gat), torch.as_tensor(out.p_vgae)
+    return fused_decision(alpha, p_gat, p_vgae).numpy(), fused_score(alpha, p_gat, p_vgae).numpy(), alpha.numpy()
+
+
+def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: FusionSettings, teacher: QNetwork | None = None) -> FusionResult:
+    rng = np.random.default_rng(s.seed)
+    torch.manual_seed(s.seed)
+    train_idx, val_idx = split_by_time(graphs)
+    y = graphs.y.numpy()
+    order = _episode_order(graphs, train_idx)
+    next_of = np.full(len(graphs), -1)
+    same_capture = graphs.capture.numpy()[order[:-1]] == graphs.capture.numpy()[order[1:]]
+    next_of[order[:-1][same_capture]] = order[1:][same_capture]
+
+    n_att, n_norm = max(int(y[train_idx].sum()), 1), max(int((y[train_idx] == 0).sum()), 1)
+    weight = np.where(y == 1, min(max(n_norm / n_att, 1.0), 20.0), 1.0).astype(np.float32)
+    weight = weight / weight[train_idx].mean()
+
+    q_net = QNetwork(cfg)
+    target = copy.deepcopy(q_net)
+    opt = torch.optim.Adam(q_net.parameters(), lr=s.learning_rate)
+    alphas = q_net.alphas()
+    state_t = torch.as_tensor(out.state)
+    p_gat, p_vgae = torch.as_tensor(out.p_gat), torch.as_tensor(out.p_vgae)
+    y_t = torch.as_tensor(y)
+    w_t = torch.as_tensor(weight)
+
+    cap = s.replay_capacity
+    buf_s, buf_a = np.zeros(cap, np.int64), np.zeros(cap, np.int64)
+    buf_r, buf_n = np.zeros(cap, np.float32), np.zeros(cap, np.int64)
+    filled, head = 0, 0
+    envs = rng.choice(order, size=s.parallel_envs)
+    best = (-1.0, copy.deepcopy(q_net.state_dict()), 0)
+    curve: list[dict] = []
+    for step in range(1, s.steps + 1):
+        eps = epsilon_at(step, s)
+        with torch.no_grad():
+            greedy = q_net(state_t[envs]).argmax(-1).numpy()
+        explore = rng.random(len(envs)) < eps
+        actions = np.where(explore, rng.integers(0, cfg.n_actions, len(envs)), greedy)
+        decision = fused_decision(alphas[actions], p_gat[envs], p_vgae[envs])
+        correct = (decision == y_t[envs]).float()
+        reward = ((2 * correct - 1) * w_t[envs]).numpy()
+        nxt = next_of[envs]
+        k = len(envs)
+        slots = (head + np.arange(k)) % cap
+        buf_s[slots], buf_a[slots], buf_r[slots], buf_n[slots] = envs, actions, reward, nxt
+        head, filled = (head + k) % cap, min(filled + k, cap)
+        # advance each environment; an episode that ended restarts at a random window
+        envs = np.where(nxt >= 0, nxt, rng.choice(order, size=k))
+
+        sample = rng.integers(0, filled, size=min(s.batch_size, filled))
+        st, ac, rw, nx = state_t[buf_s[sample]], torch.as_tensor(buf_a[sample]), torch.as_tensor(buf_r[sample]), buf_n[sample]
+        with torch.no_grad():
+            has_next = torch.as_tensor(nx >= 0)
+            q_next = target(state_t[np.maximum(nx, 0)]).max(-1).values
+            tgt = rw + s.gamma * q_next * has_next
+        q = q_net(st)
+        loss = F.smooth_l1_loss(q.gather(1, ac[:, None]).squeeze(1), tgt)
+        if teacher is not None and s.kd_alpha > 0:
+            with torch.no_grad():
+                q_teacher = teacher(st)
+            loss = (1 - s.kd_alpha) * loss + s.kd_alpha * F.mse_loss(q, q_teacher)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"fusion DQN loss became {float(loss)} at step {step}; lower fusion learning_rate")
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(q_net.parameters(), 10.0)
+        opt.step()
+        if step % s.target_update == 0:
+            target.load_state_dict(q_net.state_dict())
+        if step % s.eval_every == 0 or step == s.steps:
+            pred, _, alpha = fused_predictions(q_net, _subset(out, val_idx))
+            f1 = binary_metrics(y[val_idx], pred)["f1"]
+            curve.append({"step": step, "epsilon": round(eps, 4), "loss": float(loss), "val_f1": f1, "mean_alpha": float(alpha.mean())})
+            if f1 > best[0]:
+                best = (f1, copy.deepcopy(q_net.state_dict()), step)
+            if step % (s.eval_every * 10) == 0 or step == s.steps:
+                print(f"[fusion] step {step}/{s.steps} epsilon={eps:.3f} loss={float(loss):.4f} val_f1={f1:.4f} mean_alpha={alpha.mean():.2f}", file=sys.stderr, flush=True)
+    q_net.load_state_dict(best[1])
+    q_net.eval()
+
+    val_out = _subset(out, val_idx)
+    yv = y[val_idx]
+    pred, fused, alpha = fused_predictions(q_net, val_out)
+    fusion_f1 = binary_metrics(yv, pred, fused)["f1"]
+    gat_f1 = binary_metrics(yv, val_out.p_gat >= 0.5)["f1"]
+    vgae_f1 = binary_metrics(yv, val_out.p_vgae >= 0.5)["f1"]
+    logreg = fit_logistic_regression(out.state[train_idx], y[train_idx], seed=s.seed)
+    return FusionResult(
+        q_net=q_net,
+        logreg=logreg,
+        curve=curve,
+        metrics={
+            "val_f1": fusion_f1,
+            "val_f1_gat": gat_f1,
+            "val_f1_vgae": vgae_f1,
+            "not_worse_than_best_single": bool(fusion_f1 >= max(gat_f1, vgae_f1) - 1e-9),
+            "best_step": best[2],
+            "mean_alpha": float(alpha.mean()),
+            "n_train_windows": int(len(train_idx)),
+            "n_val_windows": int(len(val_idx)),
+            "final_epsilon": epsilon_at(s.steps, s),
+        },
+    )
+
+
+def _episode_order(graphs: GraphSet, index: np.ndarray) -> np.ndarray:
+    capture, t = graphs.capture.numpy()[index], graphs.t_start.numpy()[index]
+    return index[np.lexsort((t, capture))]
+
+
+def _subset(out: DetectorOutputs, idx: np.ndarray) -> DetectorOutputs:
+    return DetectorOutputs(out.vgae_score[idx], out.p_vgae[idx], out.p_gat[idx], out.state[idx])
+
+
+def fit_logistic_regression(x: np.ndarray, y: np.ndarray, seed: int = 0, steps: int = 300) -> dict:
+    """Baseline fusion: class-balanced logistic regression on the same state features."""
+    torch.manual_seed(seed)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y, dtype=torch.float32)
+    mean, std = xt.mean(0), xt.std(0).clamp_min(1e-6)
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    pos_weight = torch.tensor(float((y == 0).sum()) / max(float(y.sum()), 1.0))
+    opt = torch.optim.LBFGS([w, b], max_iter=steps)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits((xt - mean) / std @ w + b, yt, pos_weight=pos_weight) + 1e-3 * (w**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return {"weight": w.detach().tolist(), "bias": float(b.detach()), "mean": mean.tolist(), "std": std.tolist()}
+
+
+def logistic_regression_proba(model: dict, x: np.ndarray) -> np.ndarray:
+    z = (x - np.asarray(model["mean"])) / np.asarray(model["std"]) @ np.asarray(model["weight"]) + model["bias"]
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
