@@ -31,7 +31,7 @@ class Capture:
         label: uint8, 1 for an injected (attack) frame, 0 otherwise.
         name: capture name (file stem), unique within a dataset split.
         split: split directory it came from (e.g. ``train_01_attack_free``).
-        attack_type: attack family inferred from the file name (``DoS``, ``fuzzing``,
+        attack_type: attack family inferred from the file name (``dos``, ``fuzzing``,
             ``spoofing``, ...), or ``"normal"`` for attack-free captures.
         source: path of the raw file, for error messages and manifests.
         sha256: digest of the raw file bytes; identical captures are counted once.
