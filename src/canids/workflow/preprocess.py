@@ -1,0 +1,94 @@
+"""The preprocess stage: raw captures of one dataset -> graph caches pinned by a manifest.
+
+Leak-free by construction:
+- byte-identical captures (train_02 repeats train_01 files) are read once;
+- validation is the last ``val_fraction`` of every training capture, a contiguous time
+  block, never a shuffle of windows (neighbouring windows are near-duplicates);
+- the vocabulary and normal periods come from the attack-free training part only.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from canids.data.catalog import load_catalog
+from canids.data.frames import Capture
+from canids.data.readers import read_capture
+from canids.graphs.build import build_graphs
+from canids.graphs.graphset import save_graphsets
+from canids.graphs.vocab import build_vocabulary
+from canids.workflow.manifest import fingerprint, write_manifest
+from canids.workflow.settings import experiment_root, stage_settings
+
+TRAIN_SPLITS = ("train_01_attack_free", "train_02_with_attacks")
+
+
+def split_train_val(capture: Capture, val_fraction: float) -> tuple[Capture, Capture]:
+    """First (1 - val_fraction) of a capture for training, the rest (later in time) for validation."""
+    cut = int(round(len(capture) * (1.0 - val_fraction)))
+    return capture.slice(0, cut), capture.slice(cut, len(capture))
+
+
+def run_preprocess(dataset: str, config: dict, train_out: Path, test_out: Path, manifest_out: Path) -> dict:
+    t0 = time.perf_counter()
+    settings = stage_settings(config, "preprocess", "teacher")
+    settings.pop("variant", None)
+    catalog = load_catalog(config["catalog"], data_root=config.get("data_root"), experiment_root=str(experiment_root(config)))
+    spec = catalog.get(dataset)
+    spec.check_layout()
+    files = spec.capture_files()
+    captures: dict[str, list[Capture]] = {}
+    file_records = []
+    n_frames = 0
+    for f in files:
+        record = {"name": Path(f.path).name, "split": f.split, "sha256": f.sha256, "size_bytes": f.size, "duplicate_of": str(f.duplicate_of) if f.duplicate_of else None}
+        file_records.append(record)
+        if f.duplicate_of is not None:
+            print(f"[preprocess] {f.path}: byte-identical to {f.duplicate_of}; counted once", file=sys.stderr)
+            continue
+        cap = read_capture(f.path, None if spec.format == "auto" else spec.format, split=f.split, strict=settings["strict"])
+        record.update(frames=len(cap), attack_frames=cap.n_attack, skipped_rows=cap.skipped_rows)
+        n_frames += len(cap)
+        captures.setdefault(f.split, []).append(cap)
+    t_read = time.perf_counter() - t0
+
+    train_parts, val_parts = [], []
+    for split in TRAIN_SPLITS:
+        for cap in captures.get(split, []):
+            tr, va = split_train_val(cap, settings["val_fraction"])
+            train_parts.append(tr)
+            val_parts.append(va)
+    free = [c for c in train_parts if c.split == TRAIN_SPLITS[0]]
+    vocab = build_vocabulary(free)
+    size, stride = settings["window_size"], settings["stride"]
+    train = build_graphs(train_parts, vocab, size, stride)
+    val = build_graphs(val_parts, vocab, size, stride)
+    tests = {split: build_graphs(caps, vocab, size, stride) for split, caps in sorted(captures.items()) if split not in TRAIN_SPLITS}
+    extra = {"vocab": vocab.to_dict(), "window_size": size, "stride": stride, "dataset": dataset}
+    save_graphsets(train_out, {"train": train, "val": val}, extra)
+    save_graphsets(test_out, tests, extra)
+    wall = time.perf_counter() - t0
+    metrics = {
+        "n_frames": n_frames,
+        "frames_per_s": n_frames / wall if wall > 0 else None,
+        "read_s": round(t_read, 3),
+        "vocabulary_size": len(vocab.can_ids),
+        "skipped_rows": {r["name"]: r.get("skipped_rows", 0) for r in file_records if r.get("skipped_rows")},
+        "splits": {"train": train.summary(), "val": val.summary(), **{k: v.summary() for k, v in tests.items()}},
+    }
+    print(f"[preprocess] {dataset}: {n_frames} frames -> {len(train)} train / {len(val)} val / {sum(len(t) for t in tests.values())} test windows in {wall:.1f}s", file=sys.stderr)
+    return write_manifest(
+        manifest_out,
+        dataset=dataset,
+        stage="preprocess",
+        variant=None,
+        artifacts={"train_graphs": train_out, "test_graphs": test_out},
+        hyperparameters=settings,
+        upstream=[],
+        data_fingerprint=fingerprint(file_records),
+        wall_time_s=wall,
+        metrics=metrics,
+    )
+
