@@ -9,7 +9,7 @@ from canids.workflow.dag import Pipeline
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "..", "config", "config.yaml")
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -38,7 +38,9 @@ def upstream(stage, artifact="manifest"):
     """Input function: an upstream stage's manifest or checkpoint (pinned or built here)."""
 
     def resolve(wildcards):
-        return PIPELINE.upstream(wildcards.dataset, wildcards.get("variant"), stage, artifact)
+        return PIPELINE.upstream(
+            wildcards.dataset, wildcards.get("variant"), stage, artifact
+        )
 
     return resolve
 

@@ -6,6 +6,8 @@ rule generate_synthetic:
         receipt=f"{ROOT}/synthetic/raw/generator.json",
     log:
         f"{ROOT}/synthetic/logs/generate_synthetic.log",
+    conda:
+        "../envs/canids.yaml"
     params:
         settings=config["synthetic"],
     script:
@@ -23,6 +25,8 @@ rule preprocess:
         f"{ROOT}/{{dataset}}/logs/preprocess.log",
     benchmark:
         f"{ROOT}/{{dataset}}/benchmarks/preprocess.tsv"
+    conda:
+        "../envs/canids.yaml"
     params:
         settings=settings_of("preprocess"),
     script:

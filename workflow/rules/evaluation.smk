@@ -33,5 +33,7 @@ rule evaluation:
         f"{ROOT}/{{dataset}}/logs/{{variant}}/evaluation.log",
     benchmark:
         f"{ROOT}/{{dataset}}/benchmarks/{{variant}}/evaluation.tsv"
+    conda:
+        "../envs/canids.yaml"
     script:
         "../scripts/evaluation.py"

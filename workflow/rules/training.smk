@@ -12,6 +12,8 @@ rule autoencoder:
         f"{ROOT}/{{dataset}}/logs/{{variant}}/autoencoder.log",
     benchmark:
         f"{ROOT}/{{dataset}}/benchmarks/{{variant}}/autoencoder.tsv"
+    conda:
+        "../envs/canids.yaml"
     params:
         settings=settings_of("autoencoder"),
         resume_dir=f"{ROOT}/.resume/{{dataset}}/{{variant}}/autoencoder",
@@ -32,6 +34,8 @@ rule curriculum:
         f"{ROOT}/{{dataset}}/logs/{{variant}}/curriculum.log",
     benchmark:
         f"{ROOT}/{{dataset}}/benchmarks/{{variant}}/curriculum.tsv"
+    conda:
+        "../envs/canids.yaml"
     params:
         settings=settings_of("curriculum"),
         resume_dir=f"{ROOT}/.resume/{{dataset}}/{{variant}}/curriculum",
@@ -54,6 +58,8 @@ rule fusion:
         f"{ROOT}/{{dataset}}/logs/{{variant}}/fusion.log",
     benchmark:
         f"{ROOT}/{{dataset}}/benchmarks/{{variant}}/fusion.tsv"
+    conda:
+        "../envs/canids.yaml"
     params:
         settings=settings_of("fusion"),
     script:

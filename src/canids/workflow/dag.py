@@ -20,6 +20,21 @@ STAGES = ("preprocess", "autoencoder", "curriculum", "fusion", "evaluation")
 _ARTIFACT_FILES = {"manifest": "manifest.json", "checkpoint": "model.ckpt"}
 
 
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def resolve_repo_path(path: str) -> str:
+    """A relative config path that does not exist here is taken relative to the repository.
+
+    This lets Snakemake run with ``--directory`` elsewhere (tests, scratch roots) while
+    config/config.yaml keeps short repository-relative paths.
+    """
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return str(candidate)
+    return str(REPO_ROOT / candidate)
+
+
 @dataclass
 class Pipeline:
     config: dict
@@ -29,7 +44,7 @@ class Pipeline:
     @classmethod
     def from_config(cls, config: dict) -> "Pipeline":
         root = str(experiment_root(config))
-        catalog = load_catalog(config["catalog"], data_root=config.get("data_root"), experiment_root=root)
+        catalog = load_catalog(resolve_repo_path(config["catalog"]), data_root=config.get("data_root"), experiment_root=root)
         return cls(config=config, catalog=catalog, root=root)
 
     # ------------------------------------------------------------------ targets

@@ -164,7 +164,7 @@ def load_manifest(path: str | Path, *, stage: str | None = None, dataset: str | 
 
 def verify_artifacts(manifest: LoadedManifest) -> None:
     for name, entry in manifest.data["artifacts"].items():
-        artifact = manifest.path.parent / entry["path"]
+        artifact = (manifest.path.parent / entry["path"]).resolve()
         if not artifact.exists():
             raise ManifestError(f"{manifest.path}: artifact '{name}' missing: {artifact} (expected sha256 {entry['sha256']})")
         actual = sha256_file(artifact)

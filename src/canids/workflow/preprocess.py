@@ -2,8 +2,8 @@
 
 Leak-free by construction:
 - byte-identical captures (train_02 repeats train_01 files) are read once;
-- validation is the last ``val_fraction`` of every training capture, a contiguous time
-  block, never a shuffle of windows (neighbouring windows are near-duplicates);
+- validation is one contiguous time block (``val_fraction``) of every training capture,
+  never a shuffle of windows (neighbouring windows are near-duplicates);
 - the vocabulary and normal periods come from the attack-free training part only.
 """
 
@@ -13,29 +13,48 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from canids.data.catalog import load_catalog
 from canids.data.frames import Capture
 from canids.data.readers import read_capture
 from canids.graphs.build import build_graphs
 from canids.graphs.graphset import save_graphsets
 from canids.graphs.vocab import build_vocabulary
+from canids.workflow.dag import resolve_repo_path
 from canids.workflow.manifest import fingerprint, write_manifest
 from canids.workflow.settings import experiment_root, stage_settings
 
 TRAIN_SPLITS = ("train_01_attack_free", "train_02_with_attacks")
 
 
-def split_train_val(capture: Capture, val_fraction: float) -> tuple[Capture, Capture]:
-    """First (1 - val_fraction) of a capture for training, the rest (later in time) for validation."""
-    cut = int(round(len(capture) * (1.0 - val_fraction)))
-    return capture.slice(0, cut), capture.slice(cut, len(capture))
+def split_train_val(capture: Capture, val_fraction: float, positions: int = 10) -> tuple[list[Capture], Capture]:
+    """Hold out one contiguous block of ``val_fraction`` of a capture for validation.
+
+    Among ``positions`` evenly spaced candidate blocks, the one whose attack-frame share is
+    closest to the whole capture's is chosen (ties: the latest), so validation sees attacks
+    whenever the capture has them, even when they come in a few episodes. The frames before
+    and after the block become two training captures: no window spans the boundary.
+    """
+    n = len(capture)
+    size = int(round(n * val_fraction))
+    if size <= 0 or size >= n:
+        return [capture], capture.slice(n, n)
+    starts = np.linspace(0, n - size, positions).round().astype(int)
+    cumulative = np.r_[0, np.cumsum(capture.label, dtype=np.int64)]
+    share = (cumulative[starts + size] - cumulative[starts]) / size
+    target = capture.n_attack / n
+    best = int(np.flatnonzero(np.abs(share - target) == np.abs(share - target).min())[-1])
+    start = int(starts[best])
+    train = [part for part in (capture.slice(0, start), capture.slice(start + size, n)) if len(part)]
+    return train, capture.slice(start, start + size)
 
 
 def run_preprocess(dataset: str, config: dict, train_out: Path, test_out: Path, manifest_out: Path) -> dict:
     t0 = time.perf_counter()
     settings = stage_settings(config, "preprocess", "teacher")
     settings.pop("variant", None)
-    catalog = load_catalog(config["catalog"], data_root=config.get("data_root"), experiment_root=str(experiment_root(config)))
+    catalog = load_catalog(resolve_repo_path(config["catalog"]), data_root=config.get("data_root"), experiment_root=str(experiment_root(config)))
     spec = catalog.get(dataset)
     spec.check_layout()
     files = spec.capture_files()
@@ -58,7 +77,7 @@ def run_preprocess(dataset: str, config: dict, train_out: Path, test_out: Path, 
     for split in TRAIN_SPLITS:
         for cap in captures.get(split, []):
             tr, va = split_train_val(cap, settings["val_fraction"])
-            train_parts.append(tr)
+            train_parts.extend(tr)
             val_parts.append(va)
     free = [c for c in train_parts if c.split == TRAIN_SPLITS[0]]
     vocab = build_vocabulary(free)

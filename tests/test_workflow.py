@@ -1,0 +1,130 @@
+"""The Snakemake workflow: the DAG users target by path, config validation, lint, a real run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from conftest import REPO, SNAKEMAKE, load_json, snakemake
+
+SPLITS = ["train_01_attack_free", "train_02_with_attacks", "test_01_known_vehicle_known_attack"]
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table."""
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+@pytest.fixture()
+def fake_data_root(tmp_path) -> Path:
+    """A tiny can-train-and-test layout for hcrl_sa (dry runs only check that files exist)."""
+    root = tmp_path / "data"
+    for split in SPLITS:
+        (root / "hcrl_sa" / split).mkdir(parents=True)
+        (root / "hcrl_sa" / split / "capture.csv").write_text("timestamp,arbitration_id,data_field,attack\n0.0,100,00,0\n")
+    return root
+
+
+def test_dry_run_default_target_lists_every_stage(tmp_path):
+    out = snakemake(["-n"], tmp_path).stdout
+    assert job_counts(out) == {"generate_synthetic": 1, "preprocess": 1, "autoencoder": 1, "curriculum": 1, "fusion": 1, "evaluation": 1, "all": 1}
+
+
+def test_targeting_one_dataset_by_path_schedules_only_its_chain(tmp_path, fake_data_root):
+    env = {"CAN_DATA_ROOT": str(fake_data_root)}
+    out = snakemake(["-n", "experiment_runs/hcrl_sa/teacher/fusion/manifest.json"], tmp_path, env=env).stdout
+    assert job_counts(out) == {"preprocess": 1, "autoencoder": 1, "curriculum": 1, "fusion": 1}
+    assert "dataset=hcrl_sa" in out and "synthetic" not in out
+    out = snakemake(["-n", "experiment_runs/hcrl_sa/teacher/curriculum/manifest.json"], tmp_path, env=env).stdout
+    assert job_counts(out) == {"preprocess": 1, "autoencoder": 1, "curriculum": 1}
+
+
+def test_experiment_root_env_moves_every_output(tmp_path, fake_data_root):
+    root = tmp_path / "elsewhere"
+    out = snakemake(["-n", f"{root}/hcrl_sa/student/autoencoder/manifest.json"], tmp_path, env={"CAN_DATA_ROOT": str(fake_data_root), "CAN_EXPERIMENT_ROOT": str(root)}).stdout
+    assert f"{root}/hcrl_sa/preprocess/manifest.json" in out and f"{root}/hcrl_sa/logs/student/autoencoder.log" in out
+    assert "experiment_runs/" not in out
+
+
+def test_missing_dataset_directory_fails_dry_run_with_expected_path(tmp_path):
+    proc = snakemake(["-n", "experiment_runs/hcrl_sa/teacher/autoencoder/manifest.json"], tmp_path, env={"CAN_DATA_ROOT": str(tmp_path / "nowhere")}, check=False)
+    assert proc.returncode != 0
+    assert str(tmp_path / "nowhere" / "hcrl_sa") in proc.stdout + proc.stderr
+
+
+def test_bad_config_key_fails_dry_run_with_its_name(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("preprocess:\n  window_sise: 50\n")
+    proc = snakemake(["-n", "--configfile", str(bad)], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "window_sise" in proc.stdout + proc.stderr
+    proc = snakemake(["-n", "--config", "variants=[huge]"], tmp_path, check=False)
+    assert proc.returncode != 0 and "huge" in proc.stdout + proc.stderr
+
+
+def test_lint_and_snakefmt_are_clean(tmp_path):
+    lint = subprocess.run(["timeout", "-k", "5", "120", SNAKEMAKE, "--lint", "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(tmp_path)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "Lints for" not in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    fmt = subprocess.run([str(Path(SNAKEMAKE).parent / "snakefmt"), "--check", str(REPO / "workflow")], capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+# ---------------------------------------------------------------------------- real run
+
+
+def test_real_run_writes_valid_manifests_and_metrics(tiny_run):
+    root = tiny_run / "experiment_runs" / "synthetic"
+    schema = json.loads((REPO / "workflow" / "schemas" / "manifest.schema.json").read_text())
+    chain = {"preprocess": root / "preprocess/manifest.json", **{s: root / f"teacher/{s}/manifest.json" for s in ("autoencoder", "curriculum", "fusion", "evaluation")}}
+    for stage, path in chain.items():
+        data = load_json(path)
+        jsonschema.validate(data, schema)
+        assert data["stage"] == stage and data["dataset"] == "synthetic"
+        assert data["data_fingerprint"]["sha256"] == load_json(chain["preprocess"])["data_fingerprint"]["sha256"]
+    # downstream manifests pin their upstream manifests by digest
+    fusion = load_json(chain["fusion"])
+    assert [u["stage"] for u in fusion["upstream"]] == ["preprocess", "autoencoder", "curriculum"]
+    assert fusion["hyperparameters"]["steps"] == 300 and fusion["metrics"]["parameter_count"] > 0
+    curriculum = load_json(chain["curriculum"])
+    fractions = [r["fraction"] for r in curriculum["metrics"]["schedule"]]
+    assert fractions[0] < fractions[-1] == 1.0
+    assert curriculum["metrics"]["best_epoch"] >= 1
+
+    metrics = load_json(root / "teacher/evaluation/metrics.json")
+    assert "test_01_known_vehicle_known_attack" in metrics["splits"] and "test_02_unknown_vehicle_known_attack" in metrics["splits"]
+    for split, models in metrics["splits"].items():
+        for model in ("vgae", "gat", "fusion"):
+            for key in ("f1", "precision", "recall", "mcc", "auroc", "auprc", "fpr", "n_windows", "n_attack_windows"):
+                assert key in models[model], (split, model, key)
+    test01 = metrics["splits"]["test_01_known_vehicle_known_attack"]
+    assert test01["fusion"]["n_attack_windows"] > 0 and test01["fusion"]["f1"] > 0.5
+    for png in ("roc_pr_curves.png", "confusion_matrices.png", "training_curves.png"):
+        assert (root / "teacher/evaluation" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerun_is_a_no_op(tiny_run, tiny_config_file):
+    out = snakemake(["-n", "--configfile", str(tiny_config_file)], tiny_run).stdout
+    assert "Nothing to be done" in out
+
+
+def test_downstream_refuses_a_tampered_upstream_checkpoint(tiny_run, tiny_config_file, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(tiny_run / "experiment_runs", work / "experiment_runs")
+    ckpt = work / "experiment_runs/synthetic/teacher/autoencoder/model.ckpt"
+    expected = load_json(ckpt.parent / "manifest.json")["artifacts"]["checkpoint"]["sha256"]
+    ckpt.write_bytes(ckpt.read_bytes() + b"tampered")
+    (work / "experiment_runs/synthetic/teacher/curriculum/manifest.json").unlink()
+    # targets go before --configfile, which takes several values
+    proc = snakemake(["experiment_runs/synthetic/teacher/curriculum/manifest.json", "--cores", "1", "--configfile", str(tiny_config_file)], work, check=False)
+    assert proc.returncode != 0
+    log = (work / "experiment_runs/synthetic/logs/teacher/curriculum.log").read_text()
+    assert expected in log and "does not match its manifest" in log and str(ckpt) in log
+    assert not (work / "experiment_runs/synthetic/teacher/curriculum/model.ckpt").exists()
