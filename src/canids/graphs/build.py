@@ -89,7 +89,21 @@ def payload_entropy(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:
     """Shannon entropy (bits) of each frame's byte values over its DLC bytes.
 
     Random fuzzing payloads approach 3 bits; real signals with constant bytes stay low.
+    Real traffic repeats payloads a lot, so the entropy is computed once per distinct
+    (payload, DLC) and gathered back.
     """
+    if len(payload) == 0:
+        return np.zeros(0, np.float32)
+    keys = np.ascontiguousarray(payload).view(np.uint64).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    entropy = _entropy_rows(payload[first], dlc[first])[inverse]
+    other_dlc = np.flatnonzero(dlc != dlc[first][inverse])  # same bytes, different DLC: rare
+    if len(other_dlc):
+        entropy[other_dlc] = _entropy_rows(payload[other_dlc], dlc[other_dlc])
+    return entropy
+
+
+def _entropy_rows(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:
     n = len(payload)
     if n == 0:
         return np.zeros(0, np.float32)
@@ -118,46 +132,58 @@ def _build_capture(cap: Capture, vocab: Vocabulary, size: int, stride: int, capt
     else:
         idx = (np.arange(n_win)[:, None] * stride + np.arange(size)[None, :]).ravel()
     win = np.repeat(np.arange(n_win, dtype=np.int64), size)
-    can_id = ff["can_id"][idx]
-    key = (win << 32) | can_id
-    node_key, inv, count = np.unique(key, return_inverse=True, return_counts=True)
+    key = (win << 32) | ff["can_id"][idx]
+    # One stable sort groups each window's frames by ID: group starts give the nodes, and the
+    # first frame of a group is the ID's first appearance in the window.
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    new_node = np.r_[True, sorted_key[1:] != sorted_key[:-1]]
+    starts = np.flatnonzero(new_node)
+    node_key = sorted_key[starts]
     n_nodes = len(node_key)
+    inv = np.empty(len(key), np.int64)
+    inv[order] = np.cumsum(new_node) - 1
+    count = np.diff(np.r_[starts, len(key)])
     node_win = node_key >> 32
     node_ptr = np.searchsorted(node_win, np.arange(n_win + 1))
     cnt = count.astype(np.float32)
 
-    def node_mean(values: np.ndarray) -> np.ndarray:
-        return (np.bincount(inv, weights=values, minlength=n_nodes) / cnt).astype(np.float32)
+    frame_idx = idx[order]
+    log_ratio = ff["log_ratio"][frame_idx]
+    payload = cap.payload[frame_idx].astype(np.float32) * (1.0 / 255.0)
+    per_frame = np.empty((len(key), 22), np.float32)
+    per_frame[:, 0] = log_ratio
+    per_frame[:, 1] = log_ratio * log_ratio
+    per_frame[:, 2] = cap.dlc[frame_idx] * 0.125
+    per_frame[:, 3:11] = payload
+    per_frame[:, 11:19] = payload * payload
+    per_frame[:, 19] = ff["changed"][frame_idx]
+    per_frame[:, 20] = ff["entropy"][frame_idx]
+    per_frame[:, 21] = ff["violation"][frame_idx]
+    means = np.add.reduceat(per_frame, starts, axis=0) / cnt[:, None]
+    mean_lr, mean_lr_sq, mean_dlc = means[:, 0], means[:, 1], means[:, 2]
+    payload_mean, payload_sq = means[:, 3:11], means[:, 11:19]
+    mean_changed, mean_entropy, mean_violation = means[:, 19], means[:, 20], means[:, 21]
+    var_lr = np.maximum(mean_lr_sq - mean_lr * mean_lr, 0.0)
+    min_lr = np.minimum.reduceat(log_ratio, starts)
+    first_pos = (order[starts] % size).astype(np.float32)
+    payload_std = np.sqrt(np.maximum(payload_sq - payload_mean * payload_mean, 0.0)).mean(axis=1)
 
-    log_ratio = ff["log_ratio"][idx]
-    mean_lr = node_mean(log_ratio)
-    var_lr = np.maximum(node_mean(log_ratio.astype(np.float64) ** 2) - mean_lr.astype(np.float64) ** 2, 0.0)
-    min_lr = np.full(n_nodes, _LOG_RATIO_CLIP, np.float32)
-    np.minimum.at(min_lr, inv, log_ratio)
-    pos_in_window = np.tile(np.arange(size, dtype=np.float32), n_win)
-    first_pos = np.full(n_nodes, size, np.float32)
-    np.minimum.at(first_pos, inv, pos_in_window)
-    payload = cap.payload[idx].astype(np.float32) / 255.0
-    payload_mean = np.stack([node_mean(payload[:, b]) for b in range(8)], axis=1)
-    payload_sq = np.stack([node_mean(payload[:, b].astype(np.float64) ** 2) for b in range(8)], axis=1)
-    payload_std = np.sqrt(np.maximum(payload_sq - payload_mean.astype(np.float64) ** 2, 0.0)).mean(axis=1)
-
-    node_vocab = np.zeros(n_nodes, np.int64)
-    node_vocab[inv] = ff["vocab"][idx]
+    node_vocab = ff["vocab"][frame_idx[starts]]
     x = np.column_stack(
         [
             np.log1p(cnt),
             cnt / size,
             (node_vocab != UNKNOWN_INDEX).astype(np.float32),
             mean_lr / _LOG_RATIO_CLIP,
-            np.sqrt(var_lr).astype(np.float32) / _LOG_RATIO_CLIP,
+            np.sqrt(var_lr) / _LOG_RATIO_CLIP,
             min_lr / _LOG_RATIO_CLIP,
-            node_mean(cap.dlc[idx].astype(np.float32)) / 8.0,
+            mean_dlc,
             payload_mean,
             payload_std,
-            node_mean(ff["changed"][idx]),
-            node_mean(ff["entropy"][idx]) / 3.0,
-            node_mean(ff["violation"][idx]),
+            mean_changed,
+            mean_entropy / 3.0,
+            mean_violation,
             first_pos / size,
         ]
     ).astype(np.float32)
