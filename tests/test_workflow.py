@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 
 from conftest import REPO, SNAKEMAKE, load_json, snakemake
@@ -128,3 +129,22 @@ def test_downstream_refuses_a_tampered_upstream_checkpoint(tiny_run, tiny_config
     log = (work / "experiment_runs/synthetic/logs/teacher/curriculum.log").read_text()
     assert expected in log and "does not match its manifest" in log and str(ckpt) in log
     assert not (work / "experiment_runs/synthetic/teacher/curriculum/model.ckpt").exists()
+
+
+def test_deployable_detector_reproduces_evaluation_decisions(tiny_run):
+    """The in-vehicle Detector (checkpoints only) decides exactly as the evaluation stage did."""
+    from canids.graphs.graphset import load_graphsets
+    from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
+    from canids.stages.detector import Detector
+    from canids.stages.fusion import VGAECalibration, detector_outputs, fused_predictions
+
+    run = tiny_run / "experiment_runs" / "synthetic"
+    tests, _ = load_graphsets(run / "preprocess/graphs/test.pt")
+    graphs = tests["test_01_known_vehicle_known_attack"]
+    detector = Detector.from_run(run / "teacher").eval()
+    vgae, gat = load_vgae(run / "teacher/autoencoder/model.ckpt")[0], load_gat(run / "teacher/curriculum/model.ckpt")[0]
+    q_net, payload = load_dqn(run / "teacher/fusion/model.ckpt")
+    expected, _, _ = fused_predictions(q_net, detector_outputs(vgae, VGAECalibration(**payload["calibration"]), gat, graphs))
+    assert np.array_equal(detector.detect_graphs(graphs, batch_size=64), expected)
+    metrics = load_json(run / "teacher/evaluation/metrics.json")["splits"]["test_01_known_vehicle_known_attack"]["fusion"]
+    assert int(expected.sum()) == metrics["confusion"]["tp"] + metrics["confusion"]["fp"]

@@ -42,9 +42,12 @@ class VGAECalibration:
     threshold: float
     log_scale: float
 
+    def prob_t(self, scores: torch.Tensor) -> torch.Tensor:
+        z = (torch.log(scores.clamp_min(1e-12)) - math.log(max(self.threshold, 1e-12))) / self.log_scale
+        return torch.sigmoid(z.clamp(-30, 30))
+
     def prob(self, scores: np.ndarray) -> np.ndarray:
-        z = (np.log(np.maximum(scores, 1e-12)) - math.log(max(self.threshold, 1e-12))) / self.log_scale
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+        return self.prob_t(torch.as_tensor(scores, dtype=torch.float64)).numpy()
 
     @classmethod
     def fit(cls, threshold: float, normal_scores: np.ndarray) -> "VGAECalibration":
@@ -62,15 +65,26 @@ class DetectorOutputs:
     state: np.ndarray
 
 
+def fusion_state(score: torch.Tensor, p_vgae: torch.Tensor, p_gat: torch.Tensor, u: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The DQN's state per window (``STATE_FEATURES``): both detectors' views plus window features.
+
+    One definition shared by training, evaluation and the deployable ``Detector``.
+    """
+    p_gat = p_gat.clamp(1e-7, 1 - 1e-7)
+    logit = torch.log(p_gat) - torch.log1p(-p_gat)
+    entropy = -(p_gat * torch.log2(p_gat) + (1 - p_gat) * torch.log2(1 - p_gat))
+    log_ratio = torch.clamp(torch.log(score.clamp_min(1e-12) / threshold), -10, 10) / 5.0
+    agree = ((p_gat >= 0.5) == (p_vgae >= 0.5)).to(p_gat.dtype)
+    views = torch.stack([p_vgae.to(p_gat.dtype), p_gat, log_ratio.to(p_gat.dtype), logit.clamp(-20, 20) / 10.0, (p_gat - p_vgae).abs(), agree, entropy], -1)
+    return torch.cat([views, u.to(p_gat.dtype)], -1).float()
+
+
 def detector_outputs(vgae: VGAE, calibration: VGAECalibration, gat: GATClassifier, graphs: GraphSet) -> DetectorOutputs:
-    score = score_windows(vgae, graphs)
-    p_vgae = calibration.prob(score)
-    p_gat = np.clip(predict_proba(gat, graphs), 1e-7, 1 - 1e-7)
-    logit = np.log(p_gat) - np.log1p(-p_gat)
-    entropy = -(p_gat * np.log2(p_gat) + (1 - p_gat) * np.log2(1 - p_gat))
-    log_ratio = np.clip(np.log(np.maximum(score, 1e-12) / calibration.threshold), -10, 10) / 5.0
-    state = np.column_stack([p_vgae, p_gat, log_ratio, np.clip(logit, -20, 20) / 10.0, np.abs(p_gat - p_vgae), ((p_gat >= 0.5) == (p_vgae >= 0.5)).astype(np.float64), entropy, graphs.u.numpy()]).astype(np.float32)
-    return DetectorOutputs(score, p_vgae.astype(np.float32), p_gat.astype(np.float32), state)
+    score = torch.as_tensor(score_windows(vgae, graphs))
+    p_vgae = calibration.prob_t(score).float()
+    p_gat = torch.as_tensor(predict_proba(gat, graphs)).clamp(1e-7, 1 - 1e-7)
+    state = fusion_state(score, p_vgae, p_gat, graphs.u, calibration.threshold)
+    return DetectorOutputs(score.numpy(), p_vgae.numpy(), p_gat.numpy(), state.numpy())
 
 
 @dataclass

@@ -1,0 +1,102 @@
+"""Benchmark: student vs teacher detectors on ONE CPU core.
+
+Uses the checkpoints of a finished run (``ROOT/{dataset}/{teacher,student}``) and the
+dataset's test graphs and raw captures. Prints one JSON line with:
+- per-window inference time of the full detector (VGAE + GAT + DQN fusion) at batch 256
+  and batch 1, teacher and student, and the teacher/student speed ratio;
+- the student's model-only throughput in frames/s (windows/s x window size);
+- the student's end-to-end throughput from raw frames (graph building + models + decision);
+- both variants' fusion F1 on the first test split, from their metrics.json.
+
+    python bench/student_speed.py [--root experiment_runs] [--dataset synthetic] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+from canids.data.readers import read_capture  # noqa: E402
+from canids.graphs.graphset import load_graphsets  # noqa: E402
+from canids.stages.detector import Detector  # noqa: E402
+
+
+def per_window_s(detector: Detector, graphs, batch_size: int, repeats: int, max_windows: int) -> float:
+    """Median seconds per window of ``detector.decide`` over pre-built batches."""
+    n = min(len(graphs), max_windows)
+    batches = [graphs.batch(np.arange(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+    detector.decide(batches[0])  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for b in batches:
+            detector.decide(b)
+        times.append((time.perf_counter() - t0) / n)
+    return statistics.median(times)
+
+
+def end_to_end_frames_per_s(detector: Detector, captures, repeats: int) -> float:
+    frames = sum(len(c) for c in captures)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for cap in captures:
+            detector.detect_frames(cap, batch_size=256)
+        times.append(time.perf_counter() - t0)
+    return frames / statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=os.environ.get("CAN_EXPERIMENT_ROOT", "experiment_runs"))
+    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data-root", default=None, help="raw data root for real datasets (default: $CAN_DATA_ROOT or ../shared/data/can)")
+    args = parser.parse_args()
+    root = Path(args.root) / args.dataset
+    tests, _ = load_graphsets(root / "preprocess" / "graphs" / "test.pt")
+    split = sorted(tests)[0]
+    graphs = tests[split]
+    detectors = {v: Detector.from_run(root / v).eval() for v in ("teacher", "student")}
+    result = {"benchmark": "student_speed", "data": f"{root} ({split}, {len(graphs)} windows)", "cores_used": 1, "cores": os.cpu_count()}
+    for variant, det in detectors.items():
+        params = sum(p.numel() for m in (det.vgae, det.gat, det.policy) for p in m.parameters())
+        b256 = per_window_s(det, graphs, 256, args.repeats, 4096)
+        b1 = per_window_s(det, graphs, 1, max(1, args.repeats // 2), 300)
+        result[variant] = {"parameters": params, "ms_per_window_batch256": round(b256 * 1e3, 4), "ms_per_window_batch1": round(b1 * 1e3, 4), "model_frames_per_s_batch256": round(det.window_size / b256)}
+        metrics = root / variant / "evaluation" / "metrics.json"
+        if metrics.exists():
+            result[variant]["fusion_f1"] = round(json.loads(metrics.read_text())["splits"][split]["fusion"]["f1"], 4)
+    result["teacher_over_student_time_batch256"] = round(result["teacher"]["ms_per_window_batch256"] / result["student"]["ms_per_window_batch256"], 2)
+    result["teacher_over_student_params"] = round(result["teacher"]["parameters"] / result["student"]["parameters"], 1)
+    raw_dir = _raw_dir(args, root)
+    if raw_dir is not None:
+        captures = [read_capture(p) for p in sorted((raw_dir / split).iterdir()) if p.suffix in (".csv", ".gz", ".parquet")]
+        result["student"]["end_to_end_frames_per_s"] = round(end_to_end_frames_per_s(detectors["student"], captures, max(1, args.repeats // 2)))
+        result["end_to_end_frames"] = sum(len(c) for c in captures)
+    print(json.dumps(result))
+    return 0
+
+
+def _raw_dir(args: argparse.Namespace, root: Path) -> Path | None:
+    if args.dataset == "synthetic":
+        return root / "raw"
+    base = Path(args.data_root or os.environ.get("CAN_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data" / "can")
+    return base / args.dataset if (base / args.dataset).exists() else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

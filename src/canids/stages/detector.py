@@ -1,0 +1,72 @@
+"""The deployable detector: VGAE + GAT + DQN fusion behind one call, from raw frames to decisions.
+
+This is what runs in a vehicle: it needs only the three ``model.ckpt`` files (they carry the
+vocabulary, the VGAE calibration and the fusion policy) and applies exactly the decision
+rule used in training and evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from canids.data.frames import Capture
+from canids.graphs.build import build_graphs
+from canids.graphs.graphset import GraphSet
+from canids.graphs.vocab import Vocabulary
+from canids.models.dqn import QNetwork, fused_decision, fused_score
+from canids.models.gat import GATClassifier
+from canids.models.vgae import VGAE, window_score
+from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
+from canids.stages.common import window_loader
+from canids.stages.fusion import VGAECalibration, fusion_state
+
+
+@dataclass
+class Detector:
+    vgae: VGAE
+    gat: GATClassifier
+    policy: QNetwork
+    vocab: Vocabulary
+    window_size: int
+    calibration: VGAECalibration
+
+    @classmethod
+    def from_checkpoints(cls, vgae_ckpt: Path, gat_ckpt: Path, fusion_ckpt: Path) -> "Detector":
+        vgae, vgae_payload = load_vgae(vgae_ckpt)
+        gat, _ = load_gat(gat_ckpt)
+        policy, fusion_payload = load_dqn(fusion_ckpt)
+        return cls(vgae, gat, policy, Vocabulary.from_dict(vgae_payload["vocab"]), int(vgae_payload["window_size"]), VGAECalibration(**fusion_payload["calibration"]))
+
+    @classmethod
+    def from_run(cls, variant_dir: Path) -> "Detector":
+        """From ``ROOT/{dataset}/{variant}`` of a finished run."""
+        d = Path(variant_dir)
+        return cls.from_checkpoints(d / "autoencoder" / "model.ckpt", d / "curriculum" / "model.ckpt", d / "fusion" / "model.ckpt")
+
+    @torch.inference_mode()
+    def decide(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(decision, fused score, alpha) per window of a PyG batch; all in torch, no copies."""
+        score = window_score(batch, self.vgae(batch, sample=False), self.vgae.cfg)
+        p_vgae = self.calibration.prob_t(score)
+        p_gat = F.softmax(self.gat(batch), -1)[:, 1].clamp(1e-7, 1 - 1e-7)
+        state = fusion_state(score, p_vgae, p_gat, batch.u, self.calibration.threshold)
+        alpha = self.policy.alphas()[self.policy(state).argmax(-1)]
+        return fused_decision(alpha, p_gat, p_vgae), fused_score(alpha, p_gat, p_vgae), alpha
+
+    def detect_graphs(self, graphs: GraphSet, batch_size: int = 256) -> np.ndarray:
+        return torch.cat([self.decide(b)[0] for b in window_loader(graphs, None, batch_size)]).numpy()
+
+    def detect_frames(self, capture: Capture, batch_size: int = 256) -> np.ndarray:
+        """Decisions for every window of raw frames (graph building included)."""
+        return self.detect_graphs(build_graphs([capture], self.vocab, self.window_size), batch_size)
+
+    def eval(self) -> "Detector":
+        for model in (self.vgae, self.gat, self.policy):
+            model.eval()
+        return self
+
