@@ -94,3 +94,16 @@ def test_fusion_agent_learns_with_decaying_exploration(vgae, graphs, tmp_path):
     assert result.curve[-1]["epsilon"] < result.curve[0]["epsilon"]
     assert result.metrics["val_f1"] >= max(result.metrics["val_f1_gat"], result.metrics["val_f1_vgae"]) - 0.05
     assert result.metrics["val_f1"] > 0.7
+
+
+def test_non_finite_loss_stops_training_with_a_clear_error(graphs, tmp_path):
+    import dataclasses
+
+    import torch
+
+    from canids.stages.common import NonFiniteLossError
+
+    train, val, _, vocab_size = graphs
+    poisoned = dataclasses.replace(train, x=torch.full_like(train.x, float("nan")))
+    with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 1"):
+        train_autoencoder(poisoned, val, vocab_size, {"hidden": 8, "heads": 1, "layers": 1, "latent": 4}, settings("val_score", "min", 2), tmp_path)
