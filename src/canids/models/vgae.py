@@ -51,6 +51,9 @@ class VGAE(nn.Module):
         self.feature_decoder = nn.Sequential(nn.Linear(cfg.latent, width), nn.ELU(), nn.Linear(width, cfg.node_dim))
         self.id_decoder = nn.Linear(cfg.latent, cfg.vocab_size)
         self.graph_decoder = nn.Sequential(nn.Linear(cfg.latent, width), nn.ELU(), nn.Linear(width, cfg.graph_dim))
+        # Typical (median) node and window reconstruction errors of normal traffic, set after
+        # training by ``calibrate``; the anomaly score is expressed relative to them.
+        self.register_buffer("score_scale", torch.ones(2))
 
     def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         h = F.elu(self.input(torch.cat([batch.x, self.embed(batch.node_vocab)], dim=-1)))
@@ -94,12 +97,28 @@ class VGAE(nn.Module):
     def score(self, batch) -> torch.Tensor:
         """Deterministic per-window anomaly score (latent mean; higher = more anomalous)."""
         out = self.forward(batch, sample=False)
-        return window_score(batch, out, self.cfg)
+        return window_score(batch, out, self)
+
+    @torch.no_grad()
+    def calibrate(self, node_errors: torch.Tensor, window_errors: torch.Tensor) -> None:
+        """Store the median errors of normal windows: a score of 1 is then 'typically normal'."""
+        self.score_scale.copy_(torch.stack([node_errors.median(), window_errors.median()]).clamp_min(1e-9))
 
 
-def window_score(batch, out: dict[str, torch.Tensor], cfg: VGAEConfig) -> torch.Tensor:
-    """Per-window reconstruction error: node features + ID + window features."""
+def window_errors(batch, out: dict[str, torch.Tensor], cfg: VGAEConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean node error: features + ID, window-feature error) per window."""
     size = int(batch.num_graphs)
     node_err = ((out["x_hat"] - batch.x) ** 2).mean(-1) + cfg.id_weight * F.cross_entropy(out["id_logits"], batch.node_vocab, reduction="none")
     per_window = global_mean_pool(node_err.unsqueeze(-1), batch.batch, size).squeeze(-1)
-    return per_window + cfg.graph_weight * ((out["u_hat"] - batch.u) ** 2).mean(-1)
+    return per_window, ((out["u_hat"] - batch.u) ** 2).mean(-1)
+
+
+def window_score(batch, out: dict[str, torch.Tensor], model: "VGAE") -> torch.Tensor:
+    """Anomaly score: product of the node and window errors, each relative to normal traffic.
+
+    The product (a sum of log-ratios) lets either view raise the alarm without one's scale
+    drowning the other: averaged over ~35 nodes, one forged ID barely moves the node error,
+    while the window-level error sees the timing and rate change directly.
+    """
+    node_err, win_err = window_errors(batch, out, model.cfg)
+    return (node_err / model.score_scale[0]).clamp_min(1e-12) * (win_err / model.score_scale[1]).clamp_min(1e-12)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from canids.graphs.graphset import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES, GraphSet
-from canids.models.vgae import VGAE, VGAEConfig, window_score
+from canids.models.vgae import VGAE, VGAEConfig, window_errors
 from canids.stages.common import TrainSettings, make_trainer, restore_best, resume_checkpoint, tune_batch_size, window_loader
 from canids.stages.metrics import best_f1_threshold, binary_metrics
 
@@ -47,8 +47,8 @@ class VGAEModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         out = self.model(batch, sample=False)
-        score = window_score(batch, out, self.model.cfg)
-        self.log("val_score", score.mean(), batch_size=batch.num_graphs)
+        node_err, win_err = window_errors(batch, out, self.model.cfg)
+        self.log("val_score", (node_err + self.model.cfg.graph_weight * win_err).mean(), batch_size=batch.num_graphs)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay)
@@ -82,6 +82,13 @@ def score_windows(model: VGAE, graphs: GraphSet, batch_size: int = 1024) -> np.n
     return torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
 
 
+@torch.no_grad()
+def calibrate_scores(model: VGAE, graphs: GraphSet, index: np.ndarray) -> None:
+    """Scale the score by the median errors of the attack-free training windows."""
+    parts = [window_errors(b, model(b, sample=False), model.cfg) for b in window_loader(graphs, index, 1024)]
+    model.calibrate(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+
+
 def choose_threshold(scores: np.ndarray, labels: np.ndarray, normal_quantile: float = 0.995) -> float:
     """Best-F1 threshold on validation when it holds attacks, else a high quantile of normal scores."""
     if labels.sum() > 0 and (labels == 0).sum() > 0:
@@ -102,6 +109,7 @@ def train_autoencoder(train: GraphSet, val: GraphSet, vocab_size: int, model_kwa
     trainer.fit(module, ckpt_path=resume_checkpoint(resume_dir))
     best_epoch = restore_best(module, best)
     model = module.model.cpu().eval()
+    calibrate_scores(model, train, train_index)
     val_scores = score_windows(model, val)
     val_labels = val.y.numpy()
     threshold = choose_threshold(val_scores, val_labels)

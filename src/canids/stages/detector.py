@@ -51,7 +51,7 @@ class Detector:
     @torch.inference_mode()
     def decide(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(decision, fused score, alpha) per window of a PyG batch; all in torch, no copies."""
-        score = window_score(batch, self.vgae(batch, sample=False), self.vgae.cfg)
+        score = window_score(batch, self.vgae(batch, sample=False), self.vgae)
         p_vgae = self.calibration.prob_t(score)
         p_gat = F.softmax(self.gat(batch), -1)[:, 1].clamp(1e-7, 1 - 1e-7)
         state = fusion_state(score, p_vgae, p_gat, batch.u, self.calibration.threshold)
