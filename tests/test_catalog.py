@@ -6,6 +6,7 @@ shipped config/datasets.yaml loads and points at the real data.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -13,14 +14,16 @@ import pytest
 
 from canids.data.catalog import (
     STANDARD_SPLITS,
+    TIMESTAMP_ORDERS,
     CatalogError,
     MissingDataError,
     check_name,
     load_catalog,
 )
+from canids.data.readers import DataFormatError
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = Path("/work/shared/data/can")
+REAL_DATA = Path(os.environ.get("CAN_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data" / "can")
 FIXTURE = REPO / "tests" / "fixtures" / "raw" / "DoS-1.csv"
 
 CATALOG = """
@@ -78,6 +81,7 @@ def test_names_and_defaults(tmp_path: Path) -> None:
     synthetic = cat.get("synthetic")
     assert synthetic.generated and synthetic.root == tmp_path / "exp" / "synthetic" / "raw"
     assert cat.get("alpha").description == "a real-looking dataset"
+    assert all(cat.get(n).timestamp_order == "strict" for n in cat.names)
 
 
 def test_all_expansion(tmp_path: Path) -> None:
@@ -129,6 +133,8 @@ def test_unsafe_name_in_catalog_file(tmp_path: Path) -> None:
         ("datasets:\n  a:\n    format: csv\n", "datasets.a.format"),
         ("datasets:\n  a:\n    splits: []\n", "datasets.a.splits"),
         ("datasets:\n  a:\n    generated: maybe\n", "datasets.a.generated"),
+        ("datasets:\n  a:\n    timestamp_order: sorted\n", "datasets.a.timestamp_order"),
+        ("datasets:\n  a:\n    timestamp_order: true\n", "datasets.a.timestamp_order"),
         ("datasets:\n  a:\n    colour: red\n", "datasets.a"),
         ("datasets:\n  a: {}\nextra: 1\n", "<top level>"),
         ("all: []\ndatasets:\n  a: {}\n", "all"),
@@ -261,6 +267,31 @@ def test_dataset_read_uses_catalog_format(tmp_path: Path) -> None:
     assert cap.split == "train_01_attack_free" and cap.name == "cap-0" and cap.sha256 == first.sha256
 
 
+JITTER_CSV = (
+    b"timestamp,arbitration_id,data_field,attack\n"
+    b"1.000,0C1,00,0\n1.003,0AA,FF,1\n1.001,0C2,00,0\n1.004,0C3,00,0\n"
+)
+
+
+def test_timestamp_order_key_is_loaded_and_passed_to_the_reader(tmp_path: Path) -> None:
+    text = CATALOG.replace("  beta: {}\n", "  beta:\n    timestamp_order: sort\n")
+    cat = load_catalog(write_catalog(tmp_path, text), data_root=tmp_path / "data")
+    assert TIMESTAMP_ORDERS == ("strict", "sort")
+    assert cat.get("beta").timestamp_order == "sort" and cat.get("alpha").timestamp_order == "strict"
+    for name in ("alpha", "beta"):
+        root = tmp_path / "data" / name
+        add_capture(root, "train_01_attack_free", "accessory-1.csv")
+        add_capture(root, "train_02_with_attacks", "fuzzing-1.csv", JITTER_CSV)
+    beta = cat.get("beta")
+    cap = beta.read(beta.capture_files()[1])
+    assert list(cap.can_id) == [0xC1, 0xC2, 0xAA, 0xC3] and cap.n_attack == 1
+    assert cap.meta["reordered_rows"] == 1
+    alpha = cat.get("alpha")
+    with pytest.raises(DataFormatError) as info:
+        alpha.read(alpha.capture_files()[1])
+    assert info.value.line == 4
+
+
 # --------------------------------------------------------------------- real config
 
 
@@ -288,6 +319,16 @@ def test_real_catalog_loads_without_data(tmp_path: Path) -> None:
         assert spec.required_splits == ["train_01_attack_free", "train_02_with_attacks"]
         assert spec.splits[:2] == spec.required_splits and len(spec.splits) == 6
     assert cat.get("synthetic").splits == list(STANDARD_SPLITS)
+    orders = {name: cat.get(name).timestamp_order for name in cat.names}
+    assert orders == {
+        "hcrl_ch": "strict",
+        "hcrl_sa": "strict",
+        "set_01": "sort",
+        "set_02": "sort",
+        "set_03": "sort",
+        "set_04": "sort",
+        "synthetic": "strict",
+    }
     assert cat.get("synthetic").root == tmp_path / "exp" / "synthetic" / "raw"
 
 

@@ -7,8 +7,10 @@ a 2 GB capture cannot bisect it by hand.
 
 from __future__ import annotations
 
+import os
 import gzip
 import hashlib
+import math
 import pickle
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from canids.data.readers import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "raw"
-REAL_DATA = Path("/work/shared/data/can")
+REAL_DATA = Path(os.environ.get("CAN_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data" / "can")
 CTT_HEADER = "timestamp,arbitration_id,data_field,attack\n"
 
 
@@ -311,6 +313,107 @@ def test_decreasing_timestamp_lenient_drops_out_of_order_row(tmp_path: Path) -> 
     assert cap.meta["skipped_by_reason"] == {"timestamp (goes back in time)": 1}
 
 
+# ------------------------------------------------------------- timestamp order
+
+# An injected frame stamped ahead of the two normal frames that follow it (2 ms and 1 ms
+# back), then two frames with equal timestamps (not out of order, kept in file order).
+JITTER = [
+    "1.000,0C1,00,0",
+    "1.003,0AA,FF,1",
+    "1.001,0C2,00,0",
+    "1.002,0C3,00,0",
+    "1.004,0C4,00,0",
+    "1.004,0C5,00,0",
+]
+
+
+def test_timestamp_order_default_is_strict(tmp_path: Path) -> None:
+    path = ctt(tmp_path, *JITTER)
+    for kwargs in ({}, {"timestamp_order": "strict"}):
+        with pytest.raises(DataFormatError) as info:
+            read_capture(path, **kwargs)
+        assert_message(info.value, path, 4, "1.001")
+        assert "must not decrease" in str(info.value)
+    cap = read_capture(path, strict=False)
+    assert cap.skipped_rows == 2 and "reordered_rows" not in cap.meta
+
+
+def test_timestamp_order_sort_keeps_every_frame_in_time_order(tmp_path: Path) -> None:
+    path = ctt(tmp_path, *JITTER)
+    cap = read_capture(path, timestamp_order="sort")
+    assert list(cap.timestamp) == [1.000, 1.001, 1.002, 1.003, 1.004, 1.004]
+    assert list(cap.can_id) == [0xC1, 0xC2, 0xC3, 0xAA, 0xC4, 0xC5]  # stable: equal stamps keep file order
+    assert list(cap.label) == [0, 0, 0, 1, 0, 0] and list(cap.payload[3]) == [0xFF] + [0] * 7
+    assert list(cap.dlc) == [1] * 6
+    assert cap.meta["reordered_rows"] == 2 and cap.skipped_rows == 0
+    assert cap.timestamp.flags.writeable and cap.payload.flags.c_contiguous
+
+
+def test_timestamp_order_sort_uses_the_fast_path(tmp_path: Path) -> None:
+    """Jitter must not push a ctt file onto the slow line-exact path."""
+    from canids.data import readers
+
+    raw = ctt(tmp_path, *JITTER).read_bytes()
+    assert readers._read_ctt_fast(raw) is None  # strict: the exact path explains the error
+    assert readers._read_ctt_fast(raw, readers._order_policy("sort", 0.01)) is not None
+
+
+def test_timestamp_order_sort_in_order_file_reports_zero(tmp_path: Path) -> None:
+    cap = read_capture(ctt(tmp_path, *GOOD), timestamp_order="sort")
+    assert cap.meta["reordered_rows"] == 0 and list(cap.can_id) == [0xC1, 0x000, 0x2B0]
+
+
+def test_timestamp_order_sort_large_jump_is_still_an_error(tmp_path: Path) -> None:
+    path = ctt(tmp_path, "1.000,0C1,00,0", "1.500,0C2,00,0", "1.001,0C3,00,0", "1.501,0C4,00,0")
+    with pytest.raises(DataFormatError) as info:
+        read_capture(path, timestamp_order="sort")
+    assert_message(info.value, path, 4, "1.001")
+    text = str(info.value)
+    assert "line 3" in text and "1.5" in text and "at most 0.01 s" in text
+    cap = read_capture(path, timestamp_order="sort", strict=False)  # lenient drops only the big jump
+    assert list(cap.can_id) == [0xC1, 0xC2, 0xC4] and cap.skipped_rows == 1
+    assert cap.meta["skipped_by_reason"] == {"timestamp (goes back in time)": 1}
+    assert cap.meta["reordered_rows"] == 0
+    cap = read_capture(path, timestamp_order="sort", max_backwards_s=math.inf)
+    assert list(cap.can_id) == [0xC1, 0xC3, 0xC2, 0xC4] and cap.meta["reordered_rows"] == 1
+
+
+def test_timestamp_order_sort_tolerance_is_configurable(tmp_path: Path) -> None:
+    path = ctt(tmp_path, *JITTER)
+    with pytest.raises(DataFormatError) as info:
+        read_capture(path, timestamp_order="sort", max_backwards_s=0.0015)
+    assert_message(info.value, path, 4, "1.001")  # 2 ms back; the 1 ms jump at line 5 is tolerated
+    assert len(read_capture(path, timestamp_order="sort", max_backwards_s=0.0025)) == 6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"timestamp_order": "sorted"}, "unknown timestamp_order 'sorted'"),
+        ({"timestamp_order": "sort", "max_backwards_s": -1}, "max_backwards_s"),
+        ({"timestamp_order": "sort", "max_backwards_s": float("nan")}, "max_backwards_s"),
+    ],
+)
+def test_timestamp_order_bad_arguments(tmp_path: Path, kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        read_capture(ctt(tmp_path, *GOOD), **kwargs)
+
+
+def test_timestamp_order_sort_parquet_and_hcrl(tmp_path: Path) -> None:
+    as_text = pacsv.ConvertOptions(column_types={"data_field": pa.string()})
+    table = pacsv.read_csv(ctt(tmp_path, *JITTER), convert_options=as_text)
+    pq.write_table(table, tmp_path / "cap.parquet")
+    cap = read_capture(tmp_path / "cap.parquet", timestamp_order="sort")
+    assert list(cap.can_id) == [0xC1, 0xC2, 0xC3, 0xAA, 0xC4, 0xC5] and cap.meta["reordered_rows"] == 2
+    path = write(tmp_path, "DoS_dataset.csv", "2.005,02b0,2,ff,7f,T\n2.000,0316,1,05,R\n2.010,02b0,0,R\n")
+    with pytest.raises(DataFormatError) as info:
+        read_capture(path, "hcrl_ch")
+    assert info.value.line == 2
+    cap = read_capture(path, "hcrl_ch", timestamp_order="sort")
+    assert list(cap.can_id) == [0x316, 0x2B0, 0x2B0] and list(cap.label) == [0, 1, 0]
+    assert cap.meta["reordered_rows"] == 1
+
+
 def test_line_numbers_count_blank_lines(tmp_path: Path) -> None:
     path = write(tmp_path, "c.csv", CTT_HEADER + "1.0,0C1,00,0\n\n\n1.1,0C1,0,0\n")
     with pytest.raises(DataFormatError) as info:
@@ -473,6 +576,19 @@ def test_real_hcrl_sa_capture() -> None:
     assert 0 < cap.n_attack < len(cap)
     assert np.all(np.diff(cap.timestamp) >= 0)
     assert set(np.unique(cap.dlc)) <= set(range(9))
+
+
+@pytest.mark.skipif(not (REAL_DATA / "set_01").is_dir(), reason="real CAN data not available")
+def test_real_set_01_injected_frames_stamped_ahead_read_with_sort() -> None:
+    """can-train-and-test stamps injected frames slightly ahead: strict fails, sort keeps every attack frame."""
+    path = REAL_DATA / "set_01" / "train_02_with_attacks" / "targeted_payload_fuzzing-2.csv"
+    with pytest.raises(DataFormatError) as info:
+        read_capture(path)
+    assert info.value.line == 10228
+    cap = read_capture(path, split="train_02_with_attacks", timestamp_order="sort")
+    assert len(cap) == 300936 and cap.n_attack == 936 and cap.skipped_rows == 0
+    assert cap.meta["reordered_rows"] == 92
+    assert np.all(np.diff(cap.timestamp) >= 0)
 
 
 def test_fast_and_line_exact_ctt_paths_agree() -> None:

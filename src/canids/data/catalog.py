@@ -31,7 +31,7 @@ import jsonschema
 import yaml
 
 from canids.data.frames import Capture
-from canids.data.readers import FORMATS, capture_name, read_capture
+from canids.data.readers import FORMATS, TIMESTAMP_ORDERS, capture_name, read_capture
 from canids.util import sha256_file
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "NAME_PATTERN",
     "REQUIRED_SPLITS",
     "STANDARD_SPLITS",
+    "TIMESTAMP_ORDERS",
     "CaptureFile",
     "Catalog",
     "CatalogError",
@@ -121,6 +122,7 @@ CATALOG_SCHEMA: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "format": {"enum": list(CATALOG_FORMATS)},
+                    "timestamp_order": {"enum": list(TIMESTAMP_ORDERS)},
                     "path": {"type": "string", "minLength": 1},
                     "splits": {**_SPLIT_LIST, "minItems": 1},
                     "required_splits": _SPLIT_LIST,
@@ -176,6 +178,9 @@ class DatasetSpec:
         name: catalog name (safe for paths).
         root: the dataset directory holding one directory per split.
         format: reader format for its files (``auto`` detects per file).
+        timestamp_order: ``read_capture``'s ``timestamp_order`` for its files: ``strict``
+            (default; a decreasing timestamp is a bad row) or ``sort`` (small backward
+            jumps are sorted, see ``canids.data.readers``).
         splits: split directories the dataset may have, in canonical order.
         generated: produced by the project (``synthetic``), not downloaded.
         description: free text for humans.
@@ -191,6 +196,7 @@ class DatasetSpec:
     description: str = ""
     required_splits: list[str] = field(default_factory=lambda: list(REQUIRED_SPLITS))
     root_origin: str = ""
+    timestamp_order: str = "strict"
 
     @property
     def read_format(self) -> str | None:
@@ -246,8 +252,10 @@ class DatasetSpec:
         return out
 
     def read(self, capture: CaptureFile, *, strict: bool = True) -> Capture:
-        """Read one of this dataset's capture files with the catalog's format."""
-        return read_capture(capture.path, self.read_format, split=capture.split, strict=strict)
+        """Read one of this dataset's capture files with the catalog's format and timestamp order."""
+        return read_capture(
+            capture.path, self.read_format, split=capture.split, strict=strict, timestamp_order=self.timestamp_order
+        )
 
     def _missing_message(self, problem: str) -> str:
         lines = [f"dataset {self.name!r}: {problem}.", "Expected the can-train-and-test layout:", f"  {self.root}/"]
@@ -392,6 +400,7 @@ def _spec(name: str, entry: dict[str, Any], data_root: Path, experiment_root: Pa
         description=str(entry.get("description", "")).strip(),
         required_splits=required,
         root_origin=origin,
+        timestamp_order=entry.get("timestamp_order", "strict"),
     )
 
 

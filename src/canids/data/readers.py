@@ -32,6 +32,21 @@ Formats (``fmt``):
     flag (R/T or 0/1) is present in attack files only, absent means all frames normal.
 
 Labels are accepted as ``0``/``1`` or ``R``/``T`` (case-insensitive) in every format.
+
+Timestamp order (``timestamp_order``), the same for every format:
+
+``"strict"`` (default)
+    A frame stamped earlier than any frame before it is a bad row: an error naming file,
+    line and value in strict mode, dropped and counted in lenient mode.
+``"sort"``
+    Opt-in, per dataset via the catalog. can-train-and-test stamps some injected frames
+    slightly ahead of the normal frames that follow them, so timestamps go back by up to
+    ~100 us at a few places; reading such a file strictly fails, and dropping the rows
+    loses attack frames. ``"sort"`` keeps every frame and stable-sorts the capture by
+    timestamp; the number of rows that were out of order is in
+    ``Capture.meta["reordered_rows"]``. A jump back by more than ``max_backwards_s``
+    (default 10 ms) is still a bad row as above, because that is a corrupted or
+    concatenated file, not stamping jitter.
 """
 
 from __future__ import annotations
@@ -51,7 +66,9 @@ import pyarrow.csv as pacsv
 from canids.data.frames import MAX_CAN_ID, Capture
 
 __all__ = [
+    "DEFAULT_MAX_BACKWARDS_S",
     "FORMATS",
+    "TIMESTAMP_ORDERS",
     "DataFormatError",
     "attack_type_from_name",
     "capture_name",
@@ -61,6 +78,12 @@ __all__ = [
 
 #: Format names accepted by ``read_capture``; ``None`` or ``"auto"`` means detect.
 FORMATS: tuple[str, ...] = ("ctt", "hcrl_ch", "hcrl_ch_txt", "hcrl_sa")
+
+#: ``timestamp_order`` values accepted by ``read_capture`` (and the catalog).
+TIMESTAMP_ORDERS: tuple[str, ...] = ("strict", "sort")
+
+#: Largest backward timestamp jump, in seconds, that ``timestamp_order="sort"`` repairs.
+DEFAULT_MAX_BACKWARDS_S = 0.01
 
 #: can-train-and-test column names, in file order.
 CTT_COLUMNS: tuple[str, ...] = ("timestamp", "arbitration_id", "data_field", "attack")
@@ -291,7 +314,15 @@ def _is_ctt_header(line: str) -> bool:
 # --------------------------------------------------------------------- public reader
 
 
-def read_capture(path: str | Path, fmt: str | None = None, *, split: str = "", strict: bool = True) -> Capture:
+def read_capture(
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    split: str = "",
+    strict: bool = True,
+    timestamp_order: str = "strict",
+    max_backwards_s: float = DEFAULT_MAX_BACKWARDS_S,
+) -> Capture:
     """Read one raw capture file into a ``Capture``.
 
     Args:
@@ -300,21 +331,35 @@ def read_capture(path: str | Path, fmt: str | None = None, *, split: str = "", s
         split: split directory the file belongs to, recorded on the capture.
         strict: raise ``DataFormatError`` at the first bad row (default). With
             ``strict=False`` bad rows are skipped and counted in ``skipped_rows``
-            (per-reason counts in ``meta["skipped_by_reason"]``). Frames whose timestamp
-            goes back in time are errors in strict mode and dropped in lenient mode.
+            (per-reason counts in ``meta["skipped_by_reason"]``).
+        timestamp_order: ``"strict"`` (default): a frame whose timestamp goes back in
+            time is a bad row (error in strict mode, dropped in lenient mode).
+            ``"sort"``: frames going back by at most ``max_backwards_s`` are kept and the
+            capture is stable-sorted by timestamp; ``meta["reordered_rows"]`` counts the
+            rows that were out of order (earlier than some frame before them). A larger
+            backward jump is still a bad row.
+        max_backwards_s: tolerated backward jump in seconds with ``timestamp_order="sort"``
+            (ignored with ``"strict"``); ``math.inf`` sorts whatever the jump.
 
     Raises:
         FileNotFoundError: the file does not exist.
+        ValueError: unknown ``fmt`` or ``timestamp_order``, or a negative/NaN ``max_backwards_s``.
         DataFormatError: bad content; also in lenient mode when no frame is left.
     """
     path = Path(path)
+    order = _order_policy(timestamp_order, max_backwards_s)
     _check_exists(path)
     if fmt in (None, "auto"):
         fmt = detect_format(path)
     if fmt not in _READERS:
         raise ValueError(f"unknown capture format {fmt!r} for {path}; expected one of {', '.join(FORMATS)} or 'auto'")
     raw = path.read_bytes()
-    frames = _READERS[fmt](path, raw, strict)
+    frames = _READERS[fmt](path, raw, strict, order)
+    meta: dict = {"format": fmt}
+    if frames.skipped:
+        meta["skipped_by_reason"] = frames.skipped_by_reason
+    if order.sort:
+        meta["reordered_rows"] = _sort_by_time(frames)
     name = capture_name(path)
     return Capture(
         timestamp=frames.timestamp,
@@ -328,8 +373,53 @@ def read_capture(path: str | Path, fmt: str | None = None, *, split: str = "", s
         source=str(path),
         sha256=hashlib.sha256(raw).hexdigest(),
         skipped_rows=frames.skipped,
-        meta={"format": fmt, "skipped_by_reason": frames.skipped_by_reason} if frames.skipped else {"format": fmt},
+        meta=meta,
     )
+
+
+@dataclass(frozen=True)
+class _Order:
+    """Timestamp-order policy: ``sort`` repairs backward jumps of at most ``max_back`` seconds."""
+
+    sort: bool = False
+    max_back: float = 0.0
+
+
+_STRICT_ORDER = _Order()
+
+
+def _order_policy(timestamp_order: str, max_backwards_s: float) -> _Order:
+    if timestamp_order not in TIMESTAMP_ORDERS:
+        raise ValueError(f"unknown timestamp_order {timestamp_order!r}; expected one of {', '.join(TIMESTAMP_ORDERS)}")
+    if timestamp_order == "strict":
+        return _STRICT_ORDER
+    try:
+        max_back = float(max_backwards_s)
+    except (TypeError, ValueError):
+        max_back = float("nan")
+    if not max_back >= 0:  # also rejects NaN
+        raise ValueError(f"max_backwards_s must be a number of seconds >= 0, got {max_backwards_s!r}")
+    return _Order(sort=True, max_back=max_back)
+
+
+def _sort_by_time(frames: "_Frames") -> int:
+    """Stable-sort ``frames`` by timestamp in place; return how many rows were out of order.
+
+    A row is out of order when an earlier row has a later timestamp (the rows strict
+    order would reject). The common, already ordered, capture costs one comparison pass.
+    """
+    ts = frames.timestamp
+    if len(ts) < 2 or not (ts[1:] < ts[:-1]).any():
+        return 0
+    run_max = np.maximum.accumulate(ts)
+    reordered = int(np.count_nonzero(ts[1:] < run_max[:-1]))
+    index = np.argsort(ts, kind="stable")
+    frames.timestamp = ts[index]
+    frames.can_id = frames.can_id[index]
+    frames.dlc = frames.dlc[index]
+    frames.payload = frames.payload[index]
+    frames.label = frames.label[index]
+    return reordered
 
 
 # ------------------------------------------------------------ decoded frames + checks
@@ -411,17 +501,28 @@ def _values_of(arr: pa.Array | pa.ChunkedArray) -> Callable[[int], str]:
     return value_of
 
 
-def _add_order_check(checks: _Checks, ts: np.ndarray, lines: np.ndarray | None, ts_text: Callable[[int], str]) -> None:
+def _add_order_check(
+    checks: _Checks,
+    ts: np.ndarray,
+    lines: np.ndarray | None,
+    ts_text: Callable[[int], str],
+    order: _Order = _STRICT_ORDER,
+) -> None:
     """Flag frames that go back in time relative to every earlier valid frame.
 
     Using the running maximum (not just the previous row) keeps the lenient output
     non-decreasing even after a frame stamped far in the future; the rows dropped are
     the ones that go backwards, as required. Added last: only otherwise valid rows count.
+    With ``order.sort`` only jumps back by more than ``order.max_back`` are flagged
+    (smaller ones are sorted out later by ``_sort_by_time``).
     """
     ok_rows = np.flatnonzero(checks.ok)
     t = ts[ok_rows]
     run_max = np.maximum.accumulate(t) if len(t) else t
-    back = np.flatnonzero(t[1:] < run_max[:-1]) + 1
+    if order.sort:
+        back = np.flatnonzero(run_max[:-1] - t[1:] > order.max_back) + 1
+    else:
+        back = np.flatnonzero(t[1:] < run_max[:-1]) + 1
     bad = np.zeros(len(ts), bool)
     bad[ok_rows[back]] = True
 
@@ -430,6 +531,12 @@ def _add_order_check(checks: _Checks, ts: np.ndarray, lines: np.ndarray | None, 
         prev = float(run_max[pos - 1])
         prev_row = int(ok_rows[np.searchsorted(run_max, prev)])
         where = f" at line {int(lines[prev_row])}" if lines is not None else ""
+        if order.sort:
+            return (
+                f"a timestamp >= {prev!r} - {order.max_back!r} s (the frame{where}): with timestamp_order='sort' "
+                f"frames may go back at most {order.max_back!r} s, this one goes back {prev - float(ts[row]):.6g} s "
+                "(a corrupted or concatenated file?)"
+            )
         return f"a timestamp >= {prev!r} (the frame{where}): timestamps must not decrease within a capture"
 
     checks.add(bad, "timestamp (goes back in time)", "non-decreasing timestamps", ts_text, expected_of)
@@ -757,14 +864,14 @@ def _decompress(path: Path, raw: bytes) -> bytes:
     return raw
 
 
-def _read_ctt(path: Path, raw: bytes, strict: bool) -> _Frames:
+def _read_ctt(path: Path, raw: bytes, strict: bool, order: _Order = _STRICT_ORDER) -> _Frames:
     if raw.startswith(_PARQUET_MAGIC) or path.name.lower().endswith(".parquet"):
-        return _read_ctt_parquet(path, raw, strict)
+        return _read_ctt_parquet(path, raw, strict, order)
     data = _decompress(path, raw)
-    frames = _read_ctt_fast(data)
+    frames = _read_ctt_fast(data, order)
     if frames is not None:
         return frames
-    return _read_ctt_exact(path, data, strict)
+    return _read_ctt_exact(path, data, strict, order)
 
 
 _Column = pa.Array | pa.ChunkedArray
@@ -795,7 +902,7 @@ def _ctt_checks(
     return ts, ids, dlc, payload, labels
 
 
-def _read_ctt_fast(data: bytes) -> _Frames | None:
+def _read_ctt_fast(data: bytes, order: _Order = _STRICT_ORDER) -> _Frames | None:
     """Typed pyarrow parse; ``None`` whenever anything looks wrong (the exact path then explains).
 
     Single-threaded on purpose: the workflow parallelises over files and jobs, and the
@@ -829,13 +936,13 @@ def _read_ctt_fast(data: bytes) -> _Frames | None:
     cols = [table.column(name) for name in CTT_COLUMNS]
     checks = _Checks(table.num_rows)
     ts, ids, dlc, payload, labels = _ctt_checks(checks, *cols, value_cols=cols)
-    _add_order_check(checks, ts, None, lambda i: repr(float(ts[i])))
+    _add_order_check(checks, ts, None, lambda i: repr(float(ts[i])), order)
     if checks.any_bad():
         return None
     return _materialise(Path(), checks, np.zeros(0), "line", True, ts, ids, dlc, payload, labels)
 
 
-def _read_ctt_exact(path: Path, data: bytes, strict: bool) -> _Frames:
+def _read_ctt_exact(path: Path, data: bytes, strict: bool, order: _Order = _STRICT_ORDER) -> _Frames:
     """Line-exact ctt parse: every problem is reported with its true line number."""
     rows = _tokenise(data, b",")
     if len(rows) == 0:
@@ -859,11 +966,11 @@ def _read_ctt_exact(path: Path, data: bytes, strict: bool) -> _Frames:
     )
     cols = [rows.column(j) for j in range(4)]
     ts, ids, dlc, payload, labels = _ctt_checks(checks, *cols, value_cols=cols)
-    _add_order_check(checks, ts, rows.line, _values_of(cols[0]))
+    _add_order_check(checks, ts, rows.line, _values_of(cols[0]), order)
     return _materialise(path, checks, rows.line, "line", strict, ts, ids, dlc, payload, labels)
 
 
-def _read_ctt_parquet(path: Path, raw: bytes, strict: bool) -> _Frames:
+def _read_ctt_parquet(path: Path, raw: bytes, strict: bool, order: _Order = _STRICT_ORDER) -> _Frames:
     import pyarrow.parquet as pq
 
     try:
@@ -885,7 +992,7 @@ def _read_ctt_parquet(path: Path, raw: bytes, strict: bool) -> _Frames:
     checks = _Checks(table.num_rows)
     ts, ids, dlc, payload, labels = _ctt_checks(checks, cols[0], id_col, cols[2], cols[3], value_cols=cols)
     rows = np.arange(1, table.num_rows + 1)
-    _add_order_check(checks, ts, rows, _values_of(cols[0]))
+    _add_order_check(checks, ts, rows, _values_of(cols[0]), order)
     return _materialise(path, checks, rows, "row", strict, ts, ids, dlc, payload, labels)
 
 
@@ -910,7 +1017,7 @@ def _decode_byte_columns(rows: _Rows, dlc: np.ndarray, first_byte: int) -> tuple
     return payload, bad
 
 
-def _read_hcrl_csv(path: Path, raw: bytes, strict: bool, *, flag: str) -> _Frames:
+def _read_hcrl_csv(path: Path, raw: bytes, strict: bool, order: _Order = _STRICT_ORDER, *, flag: str) -> _Frames:
     """Shared parser for ``hcrl_ch`` (flag required) and ``hcrl_sa`` (flag optional per file)."""
     data = _decompress(path, raw)
     rows = _tokenise(data, b",")
@@ -947,7 +1054,7 @@ def _read_hcrl_csv(path: Path, raw: bytes, strict: bool, *, flag: str) -> _Frame
         checks.add(bad_label, "flag", "R or T (or 0/1)", _values_of(flag_tok))
     else:
         labels = np.zeros(n, np.int64)
-    _add_order_check(checks, ts, rows.line, _values_of(ts_tok))
+    _add_order_check(checks, ts, rows.line, _values_of(ts_tok), order)
     return _materialise(path, checks, rows.line, "line", strict, ts, ids, dlc, payload, labels)
 
 
@@ -960,12 +1067,12 @@ def _has_flag(rows: _Rows, dlc: np.ndarray, ok: np.ndarray) -> bool:
     return bool(rows.count[i] == dlc[i] + 4)
 
 
-def _read_hcrl_ch(path: Path, raw: bytes, strict: bool) -> _Frames:
-    return _read_hcrl_csv(path, raw, strict, flag="required")
+def _read_hcrl_ch(path: Path, raw: bytes, strict: bool, order: _Order = _STRICT_ORDER) -> _Frames:
+    return _read_hcrl_csv(path, raw, strict, order, flag="required")
 
 
-def _read_hcrl_sa(path: Path, raw: bytes, strict: bool) -> _Frames:
-    return _read_hcrl_csv(path, raw, strict, flag="optional")
+def _read_hcrl_sa(path: Path, raw: bytes, strict: bool, order: _Order = _STRICT_ORDER) -> _Frames:
+    return _read_hcrl_csv(path, raw, strict, order, flag="optional")
 
 
 _TXT_KEYWORDS = ((0, "Timestamp:"), (2, "ID:"), (5, "DLC:"))  # token index, expected text
@@ -992,7 +1099,7 @@ def _squeeze_blanks(data: bytes) -> bytes:
     return out.tobytes()
 
 
-def _read_hcrl_ch_txt(path: Path, raw: bytes, strict: bool) -> _Frames:
+def _read_hcrl_ch_txt(path: Path, raw: bytes, strict: bool, order: _Order = _STRICT_ORDER) -> _Frames:
     """``normal_run_data.txt``: space-separated tokens ``Timestamp: ts ID: id rtr DLC: n b0 ..``."""
     data = _decompress(path, raw)
     rows = _tokenise(_squeeze_blanks(data), b" ", original=data)
@@ -1023,12 +1130,12 @@ def _read_hcrl_ch_txt(path: Path, raw: bytes, strict: bool) -> _Frames:
     )
     payload, bad_payload = _decode_byte_columns(rows, dlc, 7)
     checks.add(bad_payload, "data bytes", "bytes of 1-2 hex digits each", data_of)
-    _add_order_check(checks, ts, rows.line, _values_of(ts_tok))
+    _add_order_check(checks, ts, rows.line, _values_of(ts_tok), order)
     labels = np.zeros(n, np.uint8)
     return _materialise(path, checks, rows.line, "line", strict, ts, ids, dlc, payload, labels)
 
 
-_READERS: dict[str, Callable[[Path, bytes, bool], _Frames]] = {
+_READERS: dict[str, Callable[[Path, bytes, bool, _Order], _Frames]] = {
     "ctt": _read_ctt,
     "hcrl_ch": _read_hcrl_ch,
     "hcrl_ch_txt": _read_hcrl_ch_txt,

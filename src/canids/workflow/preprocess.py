@@ -67,7 +67,7 @@ def run_preprocess(dataset: str, config: dict, train_out: Path, test_out: Path, 
         if f.duplicate_of is not None:
             print(f"[preprocess] {f.path}: byte-identical to {f.duplicate_of}; counted once", file=sys.stderr)
             continue
-        cap = read_capture(f.path, None if spec.format == "auto" else spec.format, split=f.split, strict=settings["strict"])
+        cap = spec.read(f, strict=settings["strict"])
         record.update(frames=len(cap), attack_frames=cap.n_attack, skipped_rows=cap.skipped_rows)
         n_frames += len(cap)
         captures.setdefault(f.split, []).append(cap)
