@@ -2,6 +2,9 @@
 
     canids results [--root DIR]          where every metrics.json is, with its F1 per split
     canids verify MANIFEST               validate a manifest and check its artifacts' sha256
+    canids spec check FILE...            validate job specs (and their dependency manifests)
+    canids export-manifest --dataset D --variant V --out FILE [--root DIR] [--relative-to-root]
+                                         write a dependency bundle pinning a finished run's stages
 """
 
 from __future__ import annotations
@@ -45,6 +48,79 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merged_config(spec: dict, root: str | None) -> dict:
+    """config/config.yaml with the spec merged on top, as ``snakemake --configfile`` does."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from canids.workflow.dag import REPO_ROOT
+
+    config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
+    update_config(config, json.loads(json.dumps(spec)))
+    if root:
+        config["experiment_root"] = root
+    return config
+
+
+def _check_config_schema(config: dict, label: str) -> None:
+    import jsonschema
+    import yaml
+
+    from canids.workflow.jobspec import JobSpecError
+    from canids.workflow.manifest import schema_dir
+
+    schema = yaml.safe_load((schema_dir() / "config.schema.yaml").read_text())
+    err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if err is not None:
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise JobSpecError(f"{label}: {where}: {err.message}")
+
+
+def _spec_check_one(path: str, args: argparse.Namespace) -> str:
+    """Everything `snakemake -n --configfile PATH` checks about the spec itself, without Snakemake."""
+    from canids.workflow.dag import Pipeline
+    from canids.workflow.jobspec import ConfigSources, load_spec, manifest_templates, selected_datasets
+
+    spec = load_spec(path, path)
+    config = _merged_config(spec, args.root)
+    _check_config_schema(config, path)
+    sources = ConfigSources([(path, spec)])
+    if args.skip_manifests:
+        pipeline = Pipeline.from_config({**config, "dependency_manifests": {}, "extra_args": {k: v for k, v in config["extra_args"].items() if k != "dependency_manifest"}}, sources)
+        manifest_templates(config, selected_datasets(config, pipeline.catalog, sources.origin), pipeline.catalog.names, sources.origin)
+    else:
+        pipeline = Pipeline.from_config(config, sources)
+    pins = ", ".join(f"{d}/{s if v is None else v + '/' + s}" for d, s, v in sorted(pipeline.pins, key=str)) or "none"
+    return f"OK: {path} ({spec['name']}): {len(pipeline.targets())} target(s): datasets {', '.join(pipeline.datasets())} x variants {', '.join(pipeline.variants())} x {', '.join(config['training_types'])}; pinned: {pins}"
+
+
+def _spec_check(args: argparse.Namespace) -> int:
+    from canids.data.catalog import CatalogError
+    from canids.workflow.jobspec import JobSpecError
+
+    failed = 0
+    for path in args.files:
+        try:
+            print(_spec_check_one(path, args))
+        except (JobSpecError, CatalogError) as err:
+            print(f"FAILED: {err}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def _export_manifest(args: argparse.Namespace) -> int:
+    from canids.data.catalog import CatalogError
+    from canids.workflow.jobspec import JobSpecError, export_bundle
+
+    try:
+        bundle = export_bundle(args.root, args.dataset, args.variant, args.out, relative_to_root=args.relative_to_root)
+    except (JobSpecError, CatalogError) as err:
+        print(f"FAILED: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {args.dataset}/{args.variant} pins {', '.join(bundle['manifests'])} (each verified by sha256)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="canids", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +130,20 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("verify", help="validate a manifest and check its artifacts")
     p.add_argument("manifest")
     p.set_defaults(func=_verify)
+    p = sub.add_parser("spec", help="job specs (jobs/*.json)")
+    spec_sub = p.add_subparsers(dest="spec_command", required=True)
+    p = spec_sub.add_parser("check", help="validate job specs as `snakemake -n --configfile FILE` would, naming the field of each problem")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--root", default=None, help="experiment root for {experiment_root} (default: $CAN_EXPERIMENT_ROOT, else the config's, else experiment_runs)")
+    p.add_argument("--skip-manifests", action="store_true", help="check dependency manifest templates but do not open or verify the manifests")
+    p.set_defaults(func=_spec_check)
+    p = sub.add_parser("export-manifest", help="write a dependency bundle pinning a finished run's stages, for reuse by other jobs")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--variant", required=True, choices=["teacher", "student", "student_kd"])
+    p.add_argument("--root", default=os.environ.get("CAN_EXPERIMENT_ROOT") or "experiment_runs", help="experiment root of the finished run (default: $CAN_EXPERIMENT_ROOT, else experiment_runs)")
+    p.add_argument("--out", required=True, help="bundle file to write (JSON)")
+    p.add_argument("--relative-to-root", action="store_true", help="write paths under the root as {experiment_root}/... (reusable after moving the root) instead of absolute paths")
+    p.set_defaults(func=_export_manifest)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

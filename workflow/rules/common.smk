@@ -5,6 +5,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from canids.workflow.dag import Pipeline
+from canids.workflow.jobspec import check_job_specs
 
 min_version("9.0")
 
@@ -12,9 +13,13 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "..", "config", "config.yaml")
 
 
+# Job specs (--configfile jobs/X.json) first: their errors name the file and the field.
+SOURCES = check_job_specs(
+    config, workflow.overwrite_configfiles, workflow.config_settings.config
+)
 validate(config, schema="../schemas/config.schema.yaml")
 
-PIPELINE = Pipeline.from_config(config)
+PIPELINE = Pipeline.from_config(config, SOURCES)
 ROOT = PIPELINE.root
 
 
@@ -34,12 +39,19 @@ def raw_inputs(wildcards):
     return PIPELINE.raw_inputs(wildcards.dataset)
 
 
+def as_input(path):
+    """A pinned artifact is used as it is on disk: no job may (re)build it."""
+    return before_update(path) if PIPELINE.is_pinned(path) else path
+
+
 def upstream(stage, artifact="manifest"):
     """Input function: an upstream stage's manifest or checkpoint (pinned or built here)."""
 
     def resolve(wildcards):
-        return PIPELINE.upstream(
-            wildcards.dataset, wildcards.get("variant"), stage, artifact
+        return as_input(
+            PIPELINE.upstream(
+                wildcards.dataset, wildcards.get("variant"), stage, artifact
+            )
         )
 
     return resolve
@@ -49,7 +61,8 @@ def teacher_of(stage, artifact="manifest"):
     """Input function: the teacher's same stage, for student_kd only."""
 
     def resolve(wildcards):
-        return PIPELINE.teacher(wildcards.dataset, wildcards.variant, stage, artifact)
+        paths = PIPELINE.teacher(wildcards.dataset, wildcards.variant, stage, artifact)
+        return [as_input(p) for p in paths]
 
     return resolve
 

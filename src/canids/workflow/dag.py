@@ -6,14 +6,20 @@ without Snakemake. Output paths are the public interface:
     ROOT/{dataset}/preprocess/manifest.json
     ROOT/{dataset}/{variant}/{autoencoder,curriculum,fusion}/{manifest.json,model.ckpt}
     ROOT/{dataset}/{variant}/evaluation/metrics.json
+
+A job spec's dependency manifests pin upstream stages (canids.workflow.jobspec): for a pinned
+(dataset, stage, variant), ``upstream`` and ``teacher`` return the verified pinned manifest
+or checkpoint instead of the workflow's own output path, and the rules mark those inputs
+``before_update`` so that Snakemake never schedules a job to (re)build them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from canids.data.catalog import Catalog, load_catalog
+from canids.workflow.jobspec import ConfigSources, Pin, resolve_pins, selected_datasets
 from canids.workflow.settings import VARIANTS, experiment_root, stage_settings
 
 STAGES = ("preprocess", "autoencoder", "curriculum", "fusion", "evaluation")
@@ -40,12 +46,23 @@ class Pipeline:
     config: dict
     catalog: Catalog
     root: str
+    #: (dataset, stage, variant or None for preprocess) -> verified pinned manifest
+    pins: dict[tuple[str, str, str | None], Pin] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: dict) -> "Pipeline":
+    def from_config(cls, config: dict, sources: ConfigSources | None = None) -> "Pipeline":
+        """Resolve roots and catalog, check the selected datasets and verify every pinned manifest.
+
+        ``sources`` says which config file set each key, so errors name the job spec.
+        Everything here runs at parse time: a bad spec or a tampered pin fails ``snakemake -n``.
+        """
+        origin = (sources or ConfigSources()).origin
         root = str(experiment_root(config))
         catalog = load_catalog(resolve_repo_path(config["catalog"]), data_root=config.get("data_root"), experiment_root=root)
-        return cls(config=config, catalog=catalog, root=root)
+        pipeline = cls(config=config, catalog=catalog, root=root)
+        datasets = selected_datasets(config, catalog, origin)
+        pipeline.pins = resolve_pins(config, datasets=datasets, catalog_names=catalog.names, variants=pipeline.variants(), root=root, origin=origin)
+        return pipeline
 
     # ------------------------------------------------------------------ targets
     def datasets(self) -> list[str]:
@@ -83,14 +100,35 @@ class Pipeline:
         spec.check_layout()
         return [str(f.path) for f in spec.capture_files()]
 
+    def pin(self, dataset: str, variant: str | None, stage: str) -> Pin | None:
+        """The pinned manifest standing in for this stage output, if the spec pins it."""
+        return self.pins.get((dataset, stage, None if stage == "preprocess" else variant))
+
+    def is_pinned(self, path: str) -> bool:
+        """Whether an input path is a pinned artifact (used as it is on disk, never rebuilt)."""
+        return path in self._pinned_paths()
+
+    def _pinned_paths(self) -> set[str]:
+        paths = set()
+        for pin in self.pins.values():
+            paths.add(pin.path("manifest"))
+            paths.update(str(pin.manifest.artifact(name)) for name in pin.manifest.data["artifacts"])
+        return paths
+
     def upstream(self, dataset: str, variant: str | None, stage: str, artifact: str = "manifest") -> str:
-        """Path of an upstream stage's manifest or checkpoint, built by this workflow."""
+        """Path of an upstream stage's manifest or checkpoint: pinned by the spec, else built here."""
+        pin = self.pin(dataset, variant, stage)
+        if pin is not None:
+            return pin.path(artifact)
         return self.stage_path(dataset, variant, stage, artifact)
 
     def teacher(self, dataset: str, variant: str, stage: str, artifact: str = "manifest") -> list[str]:
-        """student_kd depends on the teacher's same stage (or on distillation.teacher_path)."""
+        """student_kd depends on the teacher's same stage (pinned, distillation.teacher_path, or built here)."""
         if variant != "student_kd":
             return []
+        pin = self.pin(dataset, "teacher", stage)
+        if pin is not None:
+            return [pin.path(artifact)]
         teacher_path = (self.config.get("extra_args") or {}).get("teacher_path") or (self.config.get("distillation") or {}).get("teacher_path")
         if teacher_path:
             base = Path(teacher_path.format(dataset=dataset, experiment_root=self.root))
