@@ -65,3 +65,56 @@ def tiny_run(tmp_path_factory, tiny_config_file) -> Path:
 
 def load_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+# ---------------------------------------------------------------- the local SLURM cluster (shared)
+
+CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
+PROFILE_DIR = REPO / "profiles" / "slurm"
+#: Site variables the profile reads; tests clear them so a developer's own site.env does not leak in.
+SLURM_SITE_VARS = (
+    "CANIDS_SLURM_PARTITION", "CANIDS_SLURM_GPU_PARTITION", "CANIDS_SLURM_ACCOUNT",
+    "CANIDS_SLURM_GPU_MODEL", "CANIDS_SLURM_RUNTIME_SCALE", "CANIDS_SLURM_MEM_SCALE",
+)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> dict[str, str]:
+    """Start (or find) the local cluster (tests/slurm/cluster.sh); the variables `cluster.sh env` exports.
+
+    Same as the fixture of tests/test_slurm_cluster.py (which shadows this one in that module).
+    """
+    import re
+    import shutil
+    import time
+
+    if os.geteuid() != 0:
+        pytest.skip("the local SLURM cluster needs root (tests/slurm/cluster.sh)")
+    if shutil.which("sbatch") is None and shutil.which("apt-get") is None:
+        pytest.skip("no SLURM client and no apt-get to install one")
+    t0 = time.monotonic()
+    proc = subprocess.run(["timeout", "-k", "10", "600", "bash", str(CLUSTER_SH), "start"], capture_output=True, text=True, timeout=620)
+    if proc.returncode != 0:
+        pytest.fail(f"cluster.sh start failed (rc={proc.returncode}) after {time.monotonic() - t0:.1f}s:\n{proc.stderr[-6000:]}")
+    env_out = subprocess.run(["bash", str(CLUSTER_SH), "env"], capture_output=True, text=True, timeout=30, check=True).stdout
+    cluster_env = dict(re.findall(r"^export (\w+)=(.*)$", env_out, flags=re.M))
+    assert cluster_env.get("CANIDS_SLURM_PARTITION") and cluster_env.get("CANIDS_SLURM_ACCOUNT")
+    yield cluster_env
+
+
+def slurm_submit_env(cluster_env: dict[str, str], **extra: str) -> dict[str, str]:
+    """Environment for `snakemake --profile profiles/slurm` against the local cluster.
+
+    Jobs re-run `<venv>/bin/python -m snakemake` inside the allocation (sbatch --export=ALL), so
+    the venv goes first on PATH; site variables are cleared, then partition and account set.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in SLURM_SITE_VARS and k != "CAN_EXPERIMENT_ROOT"}
+    env.update(
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        VIRTUAL_ENV=str(VENV_BIN.parent),
+        PYTHONUNBUFFERED="1",
+        CANIDS_SLURM_PARTITION=cluster_env["CANIDS_SLURM_PARTITION"],
+        CANIDS_SLURM_ACCOUNT=cluster_env["CANIDS_SLURM_ACCOUNT"],
+    )
+    env.update(extra)
+    return env

@@ -118,7 +118,7 @@ def train_autoencoder(train: GraphSet, val: GraphSet, vocab_size: int, model_kwa
     return AutoencoderResult(
         model=model,
         threshold=threshold,
-        batch_size=batch_size,
+        batch_size=module.batch_size,  # after a resume: the batch size the checkpoint trained with
         epochs_run=trainer.current_epoch,
         best_epoch=best_epoch,
         metrics={

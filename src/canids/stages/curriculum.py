@@ -175,7 +175,7 @@ def train_curriculum(train: GraphSet, val: GraphSet, vgae_train_scores: np.ndarr
     val_metrics = binary_metrics(val.y.numpy(), val_probs >= 0.5, val_probs)
     return CurriculumResult(
         model=model,
-        batch_size=batch_size,
+        batch_size=module.batch_size,  # after a resume: the batch size the checkpoint trained with
         epochs_run=trainer.current_epoch,
         best_epoch=best_epoch,
         schedule=list(module.schedule),

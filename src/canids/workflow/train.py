@@ -9,6 +9,8 @@ job; the side path survives so the next attempt continues) and is removed on suc
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import shutil
 import sys
 import time
@@ -23,6 +25,7 @@ from canids.models.dqn import DQNConfig
 from canids.stages.fusion import STATE_FEATURES, FusionSettings, VGAECalibration, detector_outputs, train_fusion
 from canids.workflow.manifest import LoadedManifest, load_manifest, write_manifest
 from canids.workflow.settings import stage_settings
+from canids.util import atomic_write_text, sha256_file
 
 
 def _train_settings(s: dict, monitor: str, mode: str) -> TrainSettings:
@@ -41,14 +44,42 @@ def _train_settings(s: dict, monitor: str, mode: str) -> TrainSettings:
     )
 
 
-def _prepare(stage: str, variant: str, config: dict, out_dir: Path, resume_dir: Path | None) -> dict:
+def _prepare(stage: str, variant: str, config: dict, out_dir: Path, resume_dir: Path | None, upstream_files: list | None = None) -> dict:
     configure_threads()
     settings = stage_settings(config, stage, variant)
     seed_everything(int(settings["seed"]))
     lightning_dir = out_dir / "lightning"
+    if resume_dir is not None:
+        _check_resume_state(Path(resume_dir), _resume_key(stage, variant, settings, upstream_files or []), lightning_dir)
     if resume_dir is None or not (resume_dir / "resume.ckpt").exists():
         shutil.rmtree(lightning_dir, ignore_errors=True)  # a fresh run must not pick up a stale "best"
     return settings
+
+
+def _resume_key(stage: str, variant: str, settings: dict, upstream_files: list) -> str:
+    """What the resume state was made from: stage settings + upstream manifest bytes."""
+    blob = {"stage": stage, "variant": variant, "settings": settings, "upstream": [sha256_file(f) for f in upstream_files if f]}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_resume_state(resume_dir: Path, key: str, lightning_dir: Path) -> None:
+    """Keep the resume state only when it was made with the same settings and inputs.
+
+    An interrupted attempt's state is resumed by the next attempt of the same job. If the
+    settings or an upstream artifact changed since (Snakemake reruns the job for that), the
+    old state is discarded: continuing it would mix two different trainings.
+    """
+    stamp = resume_dir / "resume_key.txt"
+    ckpt = resume_dir / "resume.ckpt"
+    if ckpt.exists():
+        old = stamp.read_text().strip() if stamp.exists() else None
+        if old == key:
+            print(f"[resume] found resume state {ckpt} of an interrupted attempt (same settings and inputs)", file=sys.stderr, flush=True)
+            return
+        print(f"[resume] discarding resume state {resume_dir}: made with other settings or inputs", file=sys.stderr, flush=True)
+        shutil.rmtree(resume_dir, ignore_errors=True)
+        shutil.rmtree(lightning_dir, ignore_errors=True)
+    atomic_write_text(stamp, key + "\n")
 
 
 def _finish(resume_dir: Path | None, out_dir: Path) -> None:
@@ -72,7 +103,7 @@ def run_autoencoder(dataset: str, variant: str, config: dict, preprocess_manifes
     out_dir = Path(manifest_out).parent
     pre = load_manifest(preprocess_manifest, stage="preprocess", dataset=dataset)
     teacher_m = _teacher(variant, teacher_manifest, "autoencoder", dataset)
-    s = _prepare("autoencoder", variant, config, out_dir, resume_dir)
+    s = _prepare("autoencoder", variant, config, out_dir, resume_dir, [preprocess_manifest, teacher_manifest])
     sets, extra = load_graphsets(pre.artifact("train_graphs"))
     vocab_size = len(extra["vocab"]["can_ids"]) + 1
     teacher = load_vgae(teacher_m.artifact("checkpoint"))[0] if teacher_m else None
@@ -94,7 +125,7 @@ def run_curriculum(dataset: str, variant: str, config: dict, preprocess_manifest
     pre = load_manifest(preprocess_manifest, stage="preprocess", dataset=dataset)
     ae = load_manifest(autoencoder_manifest, stage="autoencoder", dataset=dataset)
     teacher_m = _teacher(variant, teacher_manifest, "curriculum", dataset)
-    s = _prepare("curriculum", variant, config, out_dir, resume_dir)
+    s = _prepare("curriculum", variant, config, out_dir, resume_dir, [preprocess_manifest, autoencoder_manifest, teacher_manifest])
     sets, extra = load_graphsets(pre.artifact("train_graphs"))
     vgae, _ = load_vgae(ae.artifact("checkpoint"))
     train_scores = score_windows(vgae, sets["train"])
