@@ -373,8 +373,11 @@ def test_bundle_mixing_two_runs_is_refused(tmp_path):
     old, new = fake_run(tmp_path / "old"), fake_run(tmp_path / "new")
     bundle = write_bundle(tmp_path / "b.json", {"preprocess": str(old["preprocess"]), "autoencoder": str(old["autoencoder"]), "curriculum": str(new["curriculum"])})
     msg = pipeline_error(tmp_path, **{**GOOD, "training_types": ["fusion"], "dependency_manifests": {"default": str(bundle)}})
-    assert f"{new['curriculum']} was trained on autoencoder manifest sha256 {sha256_file(new['autoencoder'])}, but" in msg
-    assert f"pins {old['autoencoder']} with sha256 {sha256_file(old['autoencoder'])}; expected manifests of one run" in msg
+    # which upstream disagrees first (preprocess or autoencoder) depends on whether the two
+    # fake runs' preprocess manifests happen to be byte-identical (same created_at second)
+    stage = "autoencoder" if sha256_file(old["preprocess"]) == sha256_file(new["preprocess"]) else "preprocess"
+    assert f"{new['curriculum']} was trained on {stage} manifest sha256 {sha256_file(new[stage])}, but" in msg
+    assert f"pins {old[stage]} with sha256 {sha256_file(old[stage])}; expected manifests of one run" in msg
 
 
 def test_pinned_stage_whose_upstream_would_be_retrained_is_refused(tmp_path):
