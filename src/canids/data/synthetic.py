@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from canids.data.catalog import STANDARD_SPLITS
 from canids.data.frames import Capture
 from canids.data.readers import attack_type_from_name
 
@@ -62,16 +63,7 @@ BUS_BITRATE = 500_000.0
 DOS_INTERVAL_S = 0.0003
 FUZZ_INTERVAL_S = 0.0005
 
-SPLITS: tuple[str, ...] = (
-    "train_01_attack_free",
-    "train_02_with_attacks",
-    "test_01_known_vehicle_known_attack",
-    "test_02_unknown_vehicle_known_attack",
-    "test_03_known_vehicle_unknown_attack",
-    "test_04_unknown_vehicle_unknown_attack",
-    "test_05_suppress",
-    "test_06_masquerade",
-)
+SPLITS: tuple[str, ...] = STANDARD_SPLITS
 
 
 @dataclass(frozen=True)
