@@ -62,6 +62,8 @@ class AutoencoderResult:
     epochs_run: int
     best_epoch: int | None
     metrics: dict = field(default_factory=dict)
+    #: scores of the normal validation windows (what the fusion calibration is fitted on)
+    val_normal_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 def attack_free_index(graphs: GraphSet) -> np.ndarray:
@@ -129,5 +131,6 @@ def train_autoencoder(train: GraphSet, val: GraphSet, vocab_size: int, model_kwa
             "best_val_score": float(best.best_model_score) if best.best_model_score is not None else None,
             "n_train_windows": int(len(train_index)),
         },
+        val_normal_scores=normal,
     )
 

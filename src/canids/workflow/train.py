@@ -109,8 +109,7 @@ def run_autoencoder(dataset: str, variant: str, config: dict, preprocess_manifes
     teacher = load_vgae(teacher_m.artifact("checkpoint"))[0] if teacher_m else None
     kd_alpha = s["distillation"]["alpha"] if teacher is not None else 0.0
     result = train_autoencoder(sets["train"], sets["val"], vocab_size, s.get("model", {}), _train_settings(s, "val_score", "min"), out_dir / "lightning", resume_dir, teacher, kd_alpha)
-    normal_scores = score_windows(result.model, sets["val"])[sets["val"].y.numpy() == 0]
-    calibration = VGAECalibration.fit(result.threshold, normal_scores)
+    calibration = VGAECalibration.fit(result.threshold, result.val_normal_scores)
     save_checkpoint(ckpt_out, "vgae", result.model, threshold=result.threshold, calibration={"threshold": calibration.threshold, "log_scale": calibration.log_scale}, vocab=extra["vocab"], window_size=extra["window_size"])
     _finish(resume_dir, out_dir)
     s.update(batch_size_used=result.batch_size)
