@@ -34,13 +34,11 @@ def test_window_nodes_and_edges_match_transitions():
     w0 = g.batch([0])
     assert sorted(w0.node_can_id.tolist()) == [1, 2, 3]
     ids_of = w0.node_can_id
-    edges = {(int(ids_of[s]), int(ids_of[d])): c for (s, d), c in zip(w0.edge_index.t().tolist(), w0.edge_attr[:, EDGE_FEATURES.index("count_share")].tolist())}
-    assert set(edges) == {(1, 2), (2, 1), (1, 3)}
+    edges = {(int(ids_of[s]), int(ids_of[d])): c for (s, d), c in zip(w0.edge_index.t().tolist(), np.expm1(w0.edge_attr[:, EDGE_FEATURES.index("log_count")].numpy()).round().tolist())}
+    assert edges == {(1, 2): 1, (2, 1): 1, (1, 3): 1}
     w1 = g.batch([1])
     ids_of = w1.node_can_id
     assert {(int(ids_of[s]), int(ids_of[d])) for s, d in w1.edge_index.t().tolist()} == {(3, 2), (2, 1), (1, 2)}
-    counts = dict(zip(w1.node_can_id.tolist(), np.expm1(w1.x[:, NODE_FEATURES.index("log_count")].numpy()).round().tolist()))
-    assert counts == {1: 1, 2: 2, 3: 1}
 
 
 def test_windows_never_cross_captures_and_partial_windows_dropped():
@@ -73,14 +71,39 @@ def test_vocabulary_ignores_attack_frames():
     assert build_vocabulary([cap]).can_ids.tolist() == [1, 2]
 
 
-def test_spoofed_rate_shows_in_interarrival_feature():
+def test_spoofed_rate_shows_in_interarrival_features():
     normal = capture([5, 6] * 200, period=0.005)
     vocab = build_vocabulary([normal])
-    fast = capture([5, 5, 5, 5, 6] * 40, period=0.001)
-    g_norm = build_graphs([normal], vocab, window_size=100)
-    g_fast = build_graphs([fast], vocab, window_size=100)
-    k = NODE_FEATURES.index("ia_log_ratio_mean")
-    assert g_fast.x[:, k].min() < g_norm.x[:, k].min() - 0.1
+    # ID 5 at 5x its normal rate, interleaved with its legitimate frames.
+    fast = capture([5, 6] * 100 + [5, 5, 5, 5, 6] * 40, period=0.005)
+    fast.timestamp[200:] = fast.timestamp[199] + np.cumsum(np.tile([0.001, 0.001, 0.001, 0.002, 0.005], 40))
+    g_norm, g_fast = build_graphs([normal], vocab, window_size=100), build_graphs([fast], vocab, window_size=100)
+    k_min, k_jit = NODE_FEATURES.index("log_ia_min"), NODE_FEATURES.index("ia_jitter_max")
+    assert g_fast.x[:, k_min].min() < g_norm.x[:, k_min].min() - 0.1
+    assert g_fast.x[:, k_jit].max() > g_norm.x[:, k_jit].max() + 0.1
+
+
+def test_features_do_not_depend_on_which_vehicle_the_ids_belong_to():
+    """The same traffic pattern on other IDs (an unseen vehicle) gives the same features."""
+    rng = np.random.default_rng(0)
+    ids = np.tile([1, 2, 3, 4], 100)
+    payload = rng.integers(0, 4, (len(ids), 8)).astype(np.uint8)
+    seen = capture(ids, period=0.004, payload=payload)
+    unseen = capture(ids + 0x300, period=0.004, payload=payload, split="test_02")
+    vocab = build_vocabulary([seen])
+    a, b = build_graphs([seen], vocab, window_size=50), build_graphs([unseen], vocab, window_size=50)
+    assert (b.node_vocab == UNKNOWN_INDEX).all()
+    assert torch.equal(a.x, b.x) and torch.equal(a.u, b.u) and torch.equal(a.edge_attr, b.edge_attr)
+
+
+def test_new_ids_count_only_after_the_capture_warm_up():
+    ids = [1, 2] * 300 + [7] + [1, 2] * 50
+    cap = capture(ids, period=0.01)  # 6 s of traffic, then ID 7 appears once
+    g = build_graphs([cap], build_vocabulary([cap]), window_size=100)
+    k = NODE_FEATURES.index("new_id_share")
+    assert g.x[:, k].max() == 1.0
+    new_nodes = g.node_can_id[g.x[:, k] > 0]
+    assert new_nodes.tolist() == [7]
 
 
 def test_payload_entropy():

@@ -14,22 +14,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-NODE_FEATURES = (
-    ["log_count", "count_share", "known_id", "ia_log_ratio_mean", "ia_log_ratio_std", "ia_log_ratio_min", "dlc"]
-    + [f"byte{b}_mean" for b in range(8)]
-    + ["byte_std", "payload_change_rate", "payload_entropy", "constant_byte_violation", "first_position"]
-)
-EDGE_FEATURES = ["log_count", "count_share", "log_dt_mean_ms", "log_dt_std_ms", "self_loop"]
-GRAPH_FEATURES = [
-    "log_duration_ratio",
-    "node_share",
-    "unknown_node_share",
-    "unknown_frame_share",
-    "edge_share",
-    "early_frame_share",
-    "constant_byte_violation",
+NODE_FEATURES = [
+    "log_ia_mean",
+    "log_ia_min",
+    "log_ia_max",
+    "ia_jitter_mean",
+    "ia_jitter_max",
+    "payload_change_rate",
+    "byte_change_share",
     "payload_entropy",
+    "byte_std",
+    "new_id_share",
 ]
+EDGE_FEATURES = ["log_count", "log_dt_mean_ms", "log_dt_std_ms", "self_loop"]
+GRAPH_FEATURES = ["max_count_share", "fast_repeat_share", "ia_jitter", "new_id_share"]
 
 _TENSOR_FIELDS = ("x", "node_vocab", "node_can_id", "edge_index", "edge_attr", "node_ptr", "edge_ptr", "u", "y", "attack_frames", "capture", "attack_type", "t_start")
 

@@ -1,7 +1,8 @@
 """GAT window classifier with jumping knowledge.
 
-Node input = learnt CAN-ID embedding (index 0 = unknown ID) concatenated with the node
-features; GATv2 layers use the edge features (transition counts and timing). Jumping
+Node input = the node features, optionally concatenated with a learnt CAN-ID embedding
+(``embed_dim`` > 0; index 0 = unknown ID). The embedding ties a model to the vehicles it was
+trained on, so it is off by default: every node feature is vehicle-agnostic. GATv2 layers use the edge features (transition counts and timing). Jumping
 knowledge concatenates every layer's output so shallow timing cues and deeper structural
 cues both reach the readout; mean+max pooling plus the window-level features feed an MLP.
 """
@@ -24,7 +25,7 @@ class GATConfig:
     hidden: int = 48
     heads: int = 8
     layers: int = 3
-    embed_dim: int = 16
+    embed_dim: int = 0
     dropout: float = 0.1
 
     def to_dict(self) -> dict:
@@ -35,7 +36,7 @@ class GATClassifier(nn.Module):
     def __init__(self, cfg: GATConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim) if cfg.embed_dim > 0 else None
         width = cfg.hidden * cfg.heads
         self.input = nn.Linear(cfg.node_dim + cfg.embed_dim, width)
         self.convs = nn.ModuleList(GATv2Conv(width, cfg.hidden, heads=cfg.heads, edge_dim=cfg.edge_dim, add_self_loops=False) for _ in range(cfg.layers))
@@ -50,7 +51,7 @@ class GATClassifier(nn.Module):
 
     def forward(self, batch) -> torch.Tensor:
         """Return class logits ``[num_graphs, 2]`` (index 1 = attack)."""
-        h = torch.cat([batch.x, self.embed(batch.node_vocab)], dim=-1)
+        h = batch.x if self.embed is None else torch.cat([batch.x, self.embed(batch.node_vocab)], dim=-1)
         h = torch.nn.functional.elu(self.input(h))
         layers = [h]
         for conv, norm in zip(self.convs, self.norms):

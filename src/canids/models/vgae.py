@@ -1,7 +1,9 @@
 """Variational graph autoencoder over window graphs; its reconstruction error is the anomaly score.
 
-The encoder is a GAT; the decoder reconstructs node features, each node's CAN ID, the
-graph's edges (inner product of latents) and the window-level features. At inference the
+The encoder is a GAT; the decoder reconstructs node features, the graph's edges (inner
+product of latents) and the window-level features, and optionally (``id_weight`` > 0) each
+node's CAN-ID vocabulary index. ID reconstruction only makes sense on the vehicles seen in
+training (an unseen vehicle's IDs are all "unknown"), so it is off by default. At inference the
 latent MEAN is used, never a sample, so the anomaly score of a window is deterministic
 (the pipeline this project replaces sampled at inference and got a different score on
 every run).
@@ -28,8 +30,8 @@ class VGAEConfig:
     heads: int = 4
     layers: int = 2
     latent: int = 48
-    embed_dim: int = 16
-    id_weight: float = 0.1
+    embed_dim: int = 0
+    id_weight: float = 0.0
     edge_weight: float = 0.05
     kl_weight: float = 0.01
     graph_weight: float = 1.0
@@ -42,21 +44,22 @@ class VGAE(nn.Module):
     def __init__(self, cfg: VGAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim) if cfg.embed_dim > 0 else None
         width = cfg.hidden * cfg.heads
         self.input = nn.Linear(cfg.node_dim + cfg.embed_dim, width)
         self.convs = nn.ModuleList(GATv2Conv(width, cfg.hidden, heads=cfg.heads, edge_dim=cfg.edge_dim, add_self_loops=False) for _ in range(cfg.layers))
         self.mu = nn.Linear(width, cfg.latent)
         self.logvar = nn.Linear(width, cfg.latent)
         self.feature_decoder = nn.Sequential(nn.Linear(cfg.latent, width), nn.ELU(), nn.Linear(width, cfg.node_dim))
-        self.id_decoder = nn.Linear(cfg.latent, cfg.vocab_size)
+        self.id_decoder = nn.Linear(cfg.latent, cfg.vocab_size) if cfg.id_weight > 0 else None
         self.graph_decoder = nn.Sequential(nn.Linear(cfg.latent, width), nn.ELU(), nn.Linear(width, cfg.graph_dim))
         # Typical (median) node and window reconstruction errors of normal traffic, set after
         # training by ``calibrate``; the anomaly score is expressed relative to them.
         self.register_buffer("score_scale", torch.ones(2))
 
     def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        h = F.elu(self.input(torch.cat([batch.x, self.embed(batch.node_vocab)], dim=-1)))
+        h = batch.x if self.embed is None else torch.cat([batch.x, self.embed(batch.node_vocab)], dim=-1)
+        h = F.elu(self.input(h))
         for conv in self.convs:
             h = h + F.elu(conv(h, batch.edge_index, batch.edge_attr))
         return self.mu(h), self.logvar(h).clamp(-10, 10)
@@ -70,14 +73,14 @@ class VGAE(nn.Module):
             "logvar": logvar,
             "z": z,
             "x_hat": self.feature_decoder(z),
-            "id_logits": self.id_decoder(z),
+            "id_logits": self.id_decoder(z) if self.id_decoder is not None else None,
             "u_hat": self.graph_decoder(global_mean_pool(z, batch.batch, size)),
         }
 
     def loss(self, batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Training loss terms (sampled latent)."""
         feat = F.mse_loss(out["x_hat"], batch.x)
-        ident = F.cross_entropy(out["id_logits"], batch.node_vocab)
+        ident = F.cross_entropy(out["id_logits"], batch.node_vocab) if out["id_logits"] is not None else feat.new_zeros(())
         graph = F.mse_loss(out["u_hat"], batch.u)
         z = out["z"]
         pos = batch.edge_index
@@ -108,7 +111,9 @@ class VGAE(nn.Module):
 def window_errors(batch, out: dict[str, torch.Tensor], cfg: VGAEConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean node error: features + ID, window-feature error) per window."""
     size = int(batch.num_graphs)
-    node_err = ((out["x_hat"] - batch.x) ** 2).mean(-1) + cfg.id_weight * F.cross_entropy(out["id_logits"], batch.node_vocab, reduction="none")
+    node_err = ((out["x_hat"] - batch.x) ** 2).mean(-1)
+    if out["id_logits"] is not None:
+        node_err = node_err + cfg.id_weight * F.cross_entropy(out["id_logits"], batch.node_vocab, reduction="none")
     per_window = global_mean_pool(node_err.unsqueeze(-1), batch.batch, size).squeeze(-1)
     return per_window, ((out["u_hat"] - batch.u) ** 2).mean(-1)
 

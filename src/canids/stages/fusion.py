@@ -102,6 +102,7 @@ class FusionSettings:
     eval_every: int = 100
     seed: int = 0
     kd_alpha: float = 0.0
+    simulated_failure_share: float = 0.5
 
 
 def epsilon_at(step: int, s: FusionSettings) -> float:
@@ -150,7 +151,40 @@ def fused_predictions(q_net: QNetwork, out: DetectorOutputs) -> tuple[np.ndarray
     return fused_decision(alpha, p_gat, p_vgae).numpy(), fused_score(alpha, p_gat, p_vgae).numpy(), alpha.numpy()
 
 
-def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: FusionSettings, teacher: QNetwork | None = None) -> FusionResult:
+def simulate_detector_failures(out: DetectorOutputs, graphs: GraphSet, index: np.ndarray, calibration: VGAECalibration, share: float, rng: np.random.Generator) -> tuple[DetectorOutputs, np.ndarray]:
+    """Extra windows in which one detector is wrong and the other right: (outputs, labels).
+
+    On validation both detectors are usually right together, so every fusion weight earns
+    the same reward and the agent learns nothing about whom to trust. Off validation they
+    part ways: the GAT misses an attack type it never saw, the VGAE finds an attack
+    ordinary, either raises false alarms on a vehicle it never saw. Each simulated window
+    keeps a real window's own outputs and window features (which still show fast repeats,
+    jitter or new IDs when it is an attack) but takes ONE detector's output from a random
+    window of the other class. Per validation window of each class, ``share`` such windows
+    are made for each detector. They are single-step episodes.
+    """
+    y = graphs.y.numpy()
+    attacks, normals = index[y[index] == 1], index[y[index] == 0]
+    if len(attacks) == 0 or len(normals) == 0 or share <= 0:
+        return _subset(out, np.zeros(0, np.int64)), np.zeros(0, np.int64)
+    n_att, n_norm = max(1, int(round(share * len(attacks)))), max(1, int(round(share * len(normals))))
+    hosts, donors, labels, wrong_gat = [], [], [], []
+    for pool, other, n, label in ((attacks, normals, n_att, 1), (normals, attacks, n_norm, 0)):
+        for gat_wrong in (True, False):
+            hosts.append(rng.choice(pool, n))
+            donors.append(rng.choice(other, n))
+            labels.append(np.full(n, label, np.int64))
+            wrong_gat.append(np.full(n, gat_wrong))
+    host, donor, label, gat_wrong = (np.concatenate(v) for v in (hosts, donors, labels, wrong_gat))
+    score = np.where(gat_wrong, out.vgae_score[host], out.vgae_score[donor])
+    p_gat = np.where(gat_wrong, out.p_gat[donor], out.p_gat[host])
+    score_t, p_gat_t = torch.as_tensor(score), torch.as_tensor(p_gat)
+    p_vgae_t = calibration.prob_t(score_t).float()
+    state = fusion_state(score_t, p_vgae_t, p_gat_t, graphs.u[host], calibration.threshold)
+    return DetectorOutputs(score, p_vgae_t.numpy(), p_gat, state.numpy()), label
+
+
+def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: FusionSettings, teacher: QNetwork | None = None, calibration: VGAECalibration | None = None) -> FusionResult:
     rng = np.random.default_rng(s.seed)
     torch.manual_seed(s.seed)
     train_idx, val_idx = split_by_time(graphs)
@@ -159,6 +193,19 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
     next_of = np.full(len(graphs), -1)
     same_capture = graphs.capture.numpy()[order[:-1]] == graphs.capture.numpy()[order[1:]]
     next_of[order[:-1][same_capture]] = order[1:][same_capture]
+    eval_out = out
+    # Selection looks at validation first and, among equal validation F1 (usually all 1.0),
+    # at how the policy handles simulated failures of the selection half's windows.
+    select_out, select_y = None, None
+    if calibration is not None and s.simulated_failure_share > 0:
+        select_out, select_y = simulate_detector_failures(out, graphs, val_idx, calibration, s.simulated_failure_share, rng)
+        extra, extra_y = simulate_detector_failures(out, graphs, train_idx, calibration, s.simulated_failure_share, rng)
+        first = len(y)
+        out = _concat(out, extra)
+        virtual = np.arange(first, first + len(extra_y))
+        y = np.r_[y, extra_y.astype(y.dtype)]
+        next_of = np.r_[next_of, np.full(len(virtual), -1)]
+        train_idx, order = np.r_[train_idx, virtual], np.r_[order, virtual]
 
     n_att, n_norm = max(int(y[train_idx].sum()), 1), max(int((y[train_idx] == 0).sum()), 1)
     weight = np.where(y == 1, min(max(n_norm / n_att, 1.0), 20.0), 1.0).astype(np.float32)
@@ -178,7 +225,7 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
     buf_r, buf_n = np.zeros(cap, np.float32), np.zeros(cap, np.int64)
     filled, head = 0, 0
     envs = rng.choice(order, size=s.parallel_envs)
-    best = (-1.0, copy.deepcopy(q_net.state_dict()), 0)
+    best: tuple = ((-1.0,), copy.deepcopy(q_net.state_dict()), 0)
     curve: list[dict] = []
     for step in range(1, s.steps + 1):
         eps = epsilon_at(step, s)
@@ -218,17 +265,22 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
         if step % s.target_update == 0:
             target.load_state_dict(q_net.state_dict())
         if step % s.eval_every == 0 or step == s.steps:
-            pred, _, alpha = fused_predictions(q_net, _subset(out, val_idx))
+            pred, _, alpha = fused_predictions(q_net, _subset(eval_out, val_idx))
             f1 = binary_metrics(y[val_idx], pred)["f1"]
-            curve.append({"step": step, "epsilon": round(eps, 4), "loss": float(loss), "val_f1": f1, "mean_alpha": float(alpha.mean())})
-            if f1 > best[0]:
-                best = (f1, copy.deepcopy(q_net.state_dict()), step)
+            point = {"step": step, "epsilon": round(eps, 4), "loss": float(loss), "val_f1": f1, "mean_alpha": float(alpha.mean())}
+            key = (f1,)
+            if select_out is not None and len(select_y):
+                point["simulated_failures_f1"] = binary_metrics(select_y, fused_predictions(q_net, select_out)[0])["f1"]
+                key = (f1, point["simulated_failures_f1"])
+            curve.append(point)
+            if key > best[0]:
+                best = (key, copy.deepcopy(q_net.state_dict()), step)
             if step % (s.eval_every * 10) == 0 or step == s.steps:
                 print(f"[fusion] step {step}/{s.steps} epsilon={eps:.3f} loss={float(loss):.4f} val_f1={f1:.4f} mean_alpha={alpha.mean():.2f}", file=sys.stderr, flush=True)
     q_net.load_state_dict(best[1])
     q_net.eval()
 
-    val_out = _subset(out, val_idx)
+    val_out = _subset(eval_out, val_idx)
     yv = y[val_idx]
     pred, fused, alpha = fused_predictions(q_net, val_out)
     fusion_f1 = binary_metrics(yv, pred, fused)["f1"]
@@ -260,6 +312,10 @@ def _episode_order(graphs: GraphSet, index: np.ndarray) -> np.ndarray:
 
 def _subset(out: DetectorOutputs, idx: np.ndarray) -> DetectorOutputs:
     return DetectorOutputs(out.vgae_score[idx], out.p_vgae[idx], out.p_gat[idx], out.state[idx])
+
+
+def _concat(a: DetectorOutputs, b: DetectorOutputs) -> DetectorOutputs:
+    return DetectorOutputs(*(np.concatenate([getattr(a, f), getattr(b, f).astype(getattr(a, f).dtype)]) for f in ("vgae_score", "p_vgae", "p_gat", "state")))
 
 
 def fit_logistic_regression(x: np.ndarray, y: np.ndarray, seed: int = 0, steps: int = 300) -> dict:

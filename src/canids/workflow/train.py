@@ -160,7 +160,7 @@ def run_fusion(dataset: str, variant: str, config: dict, preprocess_manifest: st
     teacher = load_dqn(teacher_m.artifact("checkpoint"))[0] if teacher_m else None
     if teacher is not None:
         fs.kd_alpha = s["distillation"]["alpha"]
-    result = train_fusion(outputs, val, model_cfg, fs, teacher)
+    result = train_fusion(outputs, val, model_cfg, fs, teacher, calibration)
     save_checkpoint(ckpt_out, "dqn", result.q_net, logreg=result.logreg, state_features=STATE_FEATURES, calibration=vgae_payload["calibration"])
     _write_csv(out_dir / "training_curves.csv", result.curve)
     metrics = {**result.metrics, "parameter_count": parameter_count(result.q_net)}
