@@ -14,7 +14,9 @@ from canids.models.dqn import DQNConfig
 from canids.stages.autoencoder import score_windows, train_autoencoder
 from canids.stages.common import TrainSettings
 from canids.stages.curriculum import CurriculumSettings, difficulty, epoch_sample, pacing_fraction, train_curriculum
-from canids.stages.fusion import STATE_FEATURES, FusionSettings, VGAECalibration, detector_outputs, epsilon_at, train_fusion
+import torch
+
+from canids.stages.fusion import STATE_FEATURES, DetectorOutputs, FusionSettings, VGAECalibration, detector_outputs, epsilon_at, fusion_state, simulate_detector_failures, train_fusion
 from canids.stages.metrics import auroc
 from canids.workflow.preprocess import split_train_val
 
@@ -87,13 +89,33 @@ def test_fusion_agent_learns_with_decaying_exploration(vgae, graphs, tmp_path):
     scores = score_windows(vgae.model, train)
     gat = train_curriculum(train, val, scores, vocab_size, {"hidden": 8, "heads": 2, "layers": 1}, settings("val_f1", "max", 3), CurriculumSettings(ramp_epochs=1), tmp_path).model
     normal = score_windows(vgae.model, val)[val.y.numpy() == 0]
-    out = detector_outputs(vgae.model, VGAECalibration.fit(vgae.threshold, normal), gat, val)
+    calibration = VGAECalibration.fit(vgae.threshold, normal)
+    out = detector_outputs(vgae.model, calibration, gat, val)
     s = FusionSettings(steps=300, eval_every=50, epsilon_decay_steps=150, seed=0)
-    result = train_fusion(out, val, DQNConfig(state_dim=len(STATE_FEATURES), hidden=32, n_actions=11), s)
+    result = train_fusion(out, val, DQNConfig(state_dim=len(STATE_FEATURES), hidden=32, n_actions=11), s, calibration=calibration)
     assert epsilon_at(1, s) > 0.9 and epsilon_at(300, s) < 0.05
+    assert all("simulated_failures_f1" in point for point in result.curve)
     assert result.curve[-1]["epsilon"] < result.curve[0]["epsilon"]
     assert result.metrics["val_f1"] >= max(result.metrics["val_f1_gat"], result.metrics["val_f1_vgae"]) - 0.05
     assert result.metrics["val_f1"] > 0.7
+
+
+def test_simulated_failures_make_exactly_one_detector_wrong(graphs):
+    _, val, _, _ = graphs
+    y = val.y.numpy()
+    calibration = VGAECalibration(threshold=30.0, log_scale=1.0)
+    score = torch.as_tensor(np.where(y == 1, 1000.0, 1.0))
+    p_gat = torch.as_tensor(np.where(y == 1, 0.99, 0.01))
+    p_vgae = calibration.prob_t(score).float()
+    out = DetectorOutputs(score.numpy(), p_vgae.numpy(), p_gat.numpy(), fusion_state(score, p_vgae, p_gat, val.u, 30.0).numpy())
+    sim, labels = simulate_detector_failures(out, val, np.arange(len(val)), calibration, 0.5, np.random.default_rng(0))
+    gat_right = (sim.p_gat >= 0.5) == (labels == 1)
+    vgae_right = (sim.p_vgae >= 0.5) == (labels == 1)
+    assert len(labels) == 2 * (round(0.5 * y.sum()) + round(0.5 * (y == 0).sum()))
+    assert (gat_right != vgae_right).all(), "every simulated window has exactly one detector wrong"
+    for label in (0, 1):
+        assert (~gat_right[labels == label]).sum() == (~vgae_right[labels == label]).sum(), "both detectors fail equally often"
+    assert sim.state.shape == (len(labels), len(STATE_FEATURES))
 
 
 def test_non_finite_loss_stops_training_with_a_clear_error(graphs, tmp_path):

@@ -267,7 +267,7 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
         if step % s.eval_every == 0 or step == s.steps:
             pred, _, alpha = fused_predictions(q_net, _subset(eval_out, val_idx))
             f1 = binary_metrics(y[val_idx], pred)["f1"]
-            point = {"step": step, "epsilon": round(eps, 4), "loss": float(loss), "val_f1": f1, "mean_alpha": float(alpha.mean())}
+            point = {"step": step, "epsilon": round(eps, 4), "loss": float(loss.detach()), "val_f1": f1, "mean_alpha": float(alpha.mean())}
             key = (f1,)
             if select_out is not None and len(select_y):
                 point["simulated_failures_f1"] = binary_metrics(select_y, fused_predictions(q_net, select_out)[0])["f1"]
