@@ -13,7 +13,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch_geometric.nn import GATv2Conv, global_max_pool, global_mean_pool
+from torch_geometric.nn import GATv2Conv
+
+from canids.models import lean
+
+
+#: Leaky ReLU, not ELU: on CPU an ELU costs ~20x a (leaky) ReLU (it evaluates exp).
+_SLOPE = 0.1
 
 
 @dataclass
@@ -44,7 +50,7 @@ class GATClassifier(nn.Module):
         jk_width = width * (cfg.layers + 1)
         self.head = nn.Sequential(
             nn.Linear(2 * jk_width + cfg.graph_dim, width),
-            nn.ELU(),
+            nn.LeakyReLU(_SLOPE),
             nn.Dropout(cfg.dropout),
             nn.Linear(width, 2),
         )
@@ -52,13 +58,14 @@ class GATClassifier(nn.Module):
     def forward(self, batch) -> torch.Tensor:
         """Return class logits ``[num_graphs, 2]`` (index 1 = attack)."""
         h = batch.x if self.embed is None else torch.cat([batch.x, self.embed(batch.node_vocab)], dim=-1)
-        h = torch.nn.functional.elu(self.input(h))
+        h = torch.nn.functional.leaky_relu(self.input(h), _SLOPE)
         layers = [h]
         for conv, norm in zip(self.convs, self.norms):
-            h = norm(h + torch.nn.functional.elu(conv(h, batch.edge_index, batch.edge_attr)))
+            msg = conv(h, batch.edge_index, batch.edge_attr) if self.training else lean.gatv2(conv, h, batch.edge_index, batch.edge_attr)
+            h = norm(h + torch.nn.functional.leaky_relu(msg, _SLOPE))
             h = torch.nn.functional.dropout(h, self.cfg.dropout, self.training)
             layers.append(h)
         jk = torch.cat(layers, dim=-1)
         size = int(batch.num_graphs)
-        pooled = torch.cat([global_mean_pool(jk, batch.batch, size), global_max_pool(jk, batch.batch, size), batch.u], dim=-1)
+        pooled = torch.cat([lean.mean_pool(jk, batch.batch, size), lean.max_pool(jk, batch.batch, size), batch.u], dim=-1)
         return self.head(pooled)

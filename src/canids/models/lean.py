@@ -1,0 +1,61 @@
+"""Inference kernels with the fewest tensor operations: GATv2 attention and graph pooling.
+
+A student detector classifies one window in well under a millisecond only if it runs a
+few dozen tensor operations; PyG's ``MessagePassing`` machinery (argument inspection,
+collect/aggregate dispatch) costs more per call than the arithmetic of a 40-node window.
+These functions compute exactly what ``GATv2Conv`` and PyG's global pools compute (a test
+holds them to it), from the same parameters, with plain indexed torch operations. The
+models pool with them always (they are exact and differentiable) and attend with them when
+not training; training keeps PyG's ``GATv2Conv`` (attention dropout included).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.nn import GATv2Conv
+
+
+def gatv2(conv: GATv2Conv, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> Tensor:
+    """``conv(x, edge_index, edge_attr)`` of a ``GATv2Conv`` without self loops, in eval mode."""
+    heads, channels = conv.heads, conv.out_channels
+    src, dst = edge_index[0], edge_index[1]
+    n = x.shape[0]
+    x_l = conv.lin_l(x).view(n, heads, channels)
+    x_r = x_l if conv.share_weights else conv.lin_r(x).view(n, heads, channels)
+    x_j = x_l.index_select(0, src)
+    e = x_j + x_r.index_select(0, dst)
+    if edge_attr is not None and conv.lin_edge is not None:
+        e = e + conv.lin_edge(edge_attr).view(-1, heads, channels)
+    logits = (F.leaky_relu(e, conv.negative_slope) * conv.att).sum(-1)
+    alpha = segment_softmax(logits, dst, n)
+    out = x.new_zeros(n, heads, channels).index_add_(0, dst, x_j * alpha.unsqueeze(-1))
+    out = out.reshape(n, heads * channels) if conv.concat else out.mean(1)
+    if conv.res is not None:
+        out = out + conv.res(x)
+    if conv.bias is not None:
+        out = out + conv.bias
+    return out
+
+
+def segment_softmax(logits: Tensor, index: Tensor, size: int) -> Tensor:
+    """Softmax of ``logits`` [E, H] over the entries that share an ``index`` (PyG's ``softmax``)."""
+    expanded = index.unsqueeze(-1).expand_as(logits)
+    peak = logits.new_full((size, logits.shape[1]), float("-inf")).scatter_reduce_(0, expanded, logits, "amax", include_self=True)
+    weights = (logits - peak.index_select(0, index)).exp()
+    total = logits.new_zeros(size, logits.shape[1]).index_add_(0, index, weights)
+    return weights / (total.index_select(0, index) + 1e-16)
+
+
+def mean_pool(x: Tensor, batch: Tensor, size: int) -> Tensor:
+    """Per-graph mean of node rows (PyG's ``global_mean_pool``)."""
+    total = x.new_zeros(size, x.shape[1]).index_add_(0, batch, x)
+    count = x.new_zeros(size).index_add_(0, batch, x.new_ones(x.shape[0])).clamp_min(1.0)
+    return total / count.unsqueeze(-1)
+
+
+def max_pool(x: Tensor, batch: Tensor, size: int) -> Tensor:
+    """Per-graph max of node rows (PyG's ``global_max_pool``)."""
+    expanded = batch.unsqueeze(-1).expand_as(x)
+    return x.new_full((size, x.shape[1]), float("-inf")).scatter_reduce_(0, expanded, x, "amax", include_self=True)
