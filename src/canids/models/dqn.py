@@ -34,12 +34,13 @@ class QNetwork(nn.Module):
         for a, b in zip(dims[:-1], dims[1:]):
             blocks += [nn.Linear(a, b), nn.ReLU()]
         self.net = nn.Sequential(*blocks, nn.Linear(dims[-1], cfg.n_actions))
+        self._alphas = torch.linspace(0.0, 1.0, cfg.n_actions)  # not a buffer: derived from cfg
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
         return self.net(state)
 
     def alphas(self) -> torch.Tensor:
-        return torch.linspace(0.0, 1.0, self.cfg.n_actions)
+        return self._alphas
 
 
 def fused_score(alpha: torch.Tensor, p_gat: torch.Tensor, p_vgae: torch.Tensor) -> torch.Tensor:

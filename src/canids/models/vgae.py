@@ -64,16 +64,16 @@ class VGAE(nn.Module):
         # training by ``calibrate``; the anomaly score is expressed relative to them.
         self.register_buffer("score_scale", torch.ones(2))
 
-    def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, batch, with_logvar: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = batch.x if self.embed is None else torch.cat([batch.x, self.embed(batch.node_vocab)], dim=-1)
         h = F.leaky_relu(self.input(h), _SLOPE)
         for conv in self.convs:
             msg = conv(h, batch.edge_index, batch.edge_attr) if self.training else lean.gatv2(conv, h, batch.edge_index, batch.edge_attr)
             h = h + F.leaky_relu(msg, _SLOPE)
-        return self.mu(h), self.logvar(h).clamp(-10, 10)
+        return self.mu(h), self.logvar(h).clamp(-10, 10) if with_logvar else None
 
     def forward(self, batch, sample: bool = True) -> dict[str, torch.Tensor]:
-        mu, logvar = self.encode(batch)
+        mu, logvar = self.encode(batch, with_logvar=sample or self.training)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
         size = int(batch.num_graphs)
         return {
