@@ -283,7 +283,7 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
             if key > best[0]:
                 best = (key, copy.deepcopy(q_net.state_dict()), step)
             if step % (s.eval_every * 10) == 0 or step == s.steps:
-                print(f"[fusion] step {step}/{s.steps} epsilon={eps:.3f} loss={float(loss):.4f} val_f1={f1:.4f} mean_alpha={alpha.mean():.2f}", file=sys.stderr, flush=True)
+                print(f"[fusion] step {step}/{s.steps} epsilon={eps:.3f} loss={float(loss.detach()):.4f} val_f1={f1:.4f} mean_alpha={alpha.mean():.2f}", file=sys.stderr, flush=True)
     q_net.load_state_dict(best[1])
     q_net.eval()
 
