@@ -50,6 +50,8 @@ def segment_softmax(logits: Tensor, index: Tensor, size: int) -> Tensor:
 
 def mean_pool(x: Tensor, batch: Tensor, size: int) -> Tensor:
     """Per-graph mean of node rows (PyG's ``global_mean_pool``)."""
+    if size == 1:  # one window (streaming detection): a plain mean, 1 op instead of 8
+        return x.mean(0, keepdim=True)
     total = x.new_zeros(size, x.shape[1]).index_add_(0, batch, x)
     count = x.new_zeros(size).index_add_(0, batch, x.new_ones(x.shape[0])).clamp_min(1.0)
     return total / count.unsqueeze(-1)
@@ -57,5 +59,7 @@ def mean_pool(x: Tensor, batch: Tensor, size: int) -> Tensor:
 
 def max_pool(x: Tensor, batch: Tensor, size: int) -> Tensor:
     """Per-graph max of node rows (PyG's ``global_max_pool``)."""
+    if size == 1:
+        return x.amax(0, keepdim=True)
     expanded = batch.unsqueeze(-1).expand_as(x)
     return x.new_full((size, x.shape[1]), float("-inf")).scatter_reduce_(0, expanded, x, "amax", include_self=True)
