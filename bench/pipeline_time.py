@@ -27,7 +27,7 @@ def run_once(dataset: str, variant: str, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "CAN_EXPERIMENT_ROOT": f"{tmp}/runs"}
         target = f"{tmp}/runs/{dataset}/{variant}/evaluation/metrics.json"
-        cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "--directory", tmp, "--cores", "all", "--quiet", "all", target, *extra]
+        cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "--directory", tmp, target, "--cores", "all", "--quiet", "all", *extra]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
