@@ -54,7 +54,7 @@ class Detector:
         score = window_score(batch, self.vgae(batch, sample=False), self.vgae)
         p_vgae = self.calibration.prob_t(score)
         p_gat = F.softmax(self.gat(batch), -1)[:, 1].clamp(1e-7, 1 - 1e-7)
-        state = fusion_state(score, p_vgae, p_gat, batch.u, self.calibration.threshold)
+        state = fusion_state(score, p_vgae, p_gat, self.calibration.threshold)
         alpha = self.policy.alphas()[self.policy(state).argmax(-1)]
         return fused_decision(alpha, p_gat, p_vgae), fused_score(alpha, p_gat, p_vgae), alpha
 

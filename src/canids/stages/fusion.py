@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from canids.graphs.graphset import GRAPH_FEATURES, GraphSet
+from canids.graphs.graphset import GraphSet
 from canids.models.dqn import DQNConfig, QNetwork, fused_decision, fused_score
 from canids.models.gat import GATClassifier
 from canids.models.vgae import VGAE
@@ -32,7 +32,7 @@ from canids.stages.autoencoder import score_windows
 from canids.stages.curriculum import predict_proba
 from canids.stages.metrics import binary_metrics
 
-STATE_FEATURES = ["p_vgae", "p_gat", "vgae_log_ratio", "gat_logit", "disagreement", "agree", "gat_entropy"] + [f"u_{name}" for name in GRAPH_FEATURES]
+STATE_FEATURES = ["p_vgae", "p_gat", "vgae_log_ratio", "gat_logit", "disagreement", "agree", "gat_entropy"]
 
 
 @dataclass
@@ -65,8 +65,14 @@ class DetectorOutputs:
     state: np.ndarray
 
 
-def fusion_state(score: torch.Tensor, p_vgae: torch.Tensor, p_gat: torch.Tensor, u: torch.Tensor, threshold: float) -> torch.Tensor:
-    """The DQN's state per window (``STATE_FEATURES``): both detectors' views plus window features.
+def fusion_state(score: torch.Tensor, p_vgae: torch.Tensor, p_gat: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The DQN's state per window (``STATE_FEATURES``): both detectors' views, nothing else.
+
+    The window's own features are left out on purpose: with them the agent learnt which
+    attack patterns of validation to believe, and on an attack it never saw (set_01's
+    systematic attack on an unseen vehicle) it extrapolated backwards, trusting the silent
+    detector on attack windows (fused AUROC 0.17). From the detectors' outputs alone it
+    learns how far to believe each one.
 
     One definition shared by training, evaluation and the deployable ``Detector``.
     """
@@ -76,14 +82,14 @@ def fusion_state(score: torch.Tensor, p_vgae: torch.Tensor, p_gat: torch.Tensor,
     log_ratio = torch.clamp(torch.log(score.clamp_min(1e-12) / threshold), -10, 10) / 5.0
     agree = ((p_gat >= 0.5) == (p_vgae >= 0.5)).to(p_gat.dtype)
     views = torch.stack([p_vgae.to(p_gat.dtype), p_gat, log_ratio.to(p_gat.dtype), logit.clamp(-20, 20) / 10.0, (p_gat - p_vgae).abs(), agree, entropy], -1)
-    return torch.cat([views, u.to(p_gat.dtype)], -1).float()
+    return views.float()
 
 
 def detector_outputs(vgae: VGAE, calibration: VGAECalibration, gat: GATClassifier, graphs: GraphSet) -> DetectorOutputs:
     score = torch.as_tensor(score_windows(vgae, graphs))
     p_vgae = calibration.prob_t(score).float()
     p_gat = torch.as_tensor(predict_proba(gat, graphs)).clamp(1e-7, 1 - 1e-7)
-    state = fusion_state(score, p_vgae, p_gat, graphs.u, calibration.threshold)
+    state = fusion_state(score, p_vgae, p_gat, calibration.threshold)
     return DetectorOutputs(score.numpy(), p_vgae.numpy(), p_gat.numpy(), state.numpy())
 
 
@@ -158,9 +164,8 @@ def simulate_detector_failures(out: DetectorOutputs, graphs: GraphSet, index: np
     the same reward and the agent learns nothing about whom to trust. Off validation they
     part ways, in three ways that are simulated here: the GAT misses an attack type it
     never saw, the GAT raises false alarms on a vehicle it never saw, the VGAE finds an
-    attack ordinary. Each simulated window keeps a real window's own outputs and window
-    features (which still show fast repeats, jitter or new IDs when it is an attack) but
-    takes ONE detector's output from a random window of the other class. Per validation
+    attack ordinary. Each simulated window keeps a real window's output of one detector
+    and takes the OTHER detector's output from a random window of the other class. Per validation
     window of each class, ``share`` such windows are made per failure. They are
     single-step episodes.
 
@@ -187,7 +192,7 @@ def simulate_detector_failures(out: DetectorOutputs, graphs: GraphSet, index: np
     p_gat = np.where(gat_wrong, out.p_gat[donor], out.p_gat[host])
     score_t, p_gat_t = torch.as_tensor(score), torch.as_tensor(p_gat)
     p_vgae_t = calibration.prob_t(score_t).float()
-    state = fusion_state(score_t, p_vgae_t, p_gat_t, graphs.u[host], calibration.threshold)
+    state = fusion_state(score_t, p_vgae_t, p_gat_t, calibration.threshold)
     return DetectorOutputs(score, p_vgae_t.numpy(), p_gat, state.numpy()), label
 
 
