@@ -23,7 +23,7 @@ TINY_CONFIG = {
     "synthetic": {"seed": 0, "scale": 0.05, "vehicles": 2},
     "training": {"seed": 0, "accelerator": "cpu", "optimize_batch_size": False, "batch_size_max_trials": 1},
     "autoencoder": {
-        "teacher": {"epochs": 3, "batch_size": 64, "learning_rate": 0.003, "patience": 3, "model": {"hidden": 16, "heads": 2, "layers": 1, "latent": 16, "embed_dim": 8}},
+        "teacher": {"epochs": 3, "batch_size": 64, "learning_rate": 0.003, "patience": 3, "model": {"hidden": 16, "heads": 2, "layers": 1, "latent": 16, "embed_dim": 8, "id_weight": 0.1}},
         "student": {"epochs": 3, "batch_size": 64, "learning_rate": 0.003, "patience": 3, "model": {"hidden": 8, "heads": 1, "layers": 1, "latent": 8, "embed_dim": 4}},
     },
     "curriculum": {
