@@ -2,7 +2,8 @@
 
 Node input = the node features, optionally concatenated with a learnt CAN-ID embedding
 (``embed_dim`` > 0; index 0 = unknown ID). The embedding ties a model to the vehicles it was
-trained on, so it is off by default: every node feature is vehicle-agnostic. GATv2 layers use the edge features (transition counts and timing). Jumping
+trained on, so it is off by default: every node feature is vehicle-agnostic. GATv2 layers
+use the edge features (transition counts and timing). Jumping
 knowledge concatenates every layer's output so shallow timing cues and deeper structural
 cues both reach the readout; mean+max pooling plus the window-level features feed an MLP.
 """
@@ -61,7 +62,7 @@ class GATClassifier(nn.Module):
         h = torch.nn.functional.leaky_relu(self.input(h), _SLOPE)
         layers = [h]
         for conv, norm in zip(self.convs, self.norms):
-            msg = conv(h, batch.edge_index, batch.edge_attr) if self.training else lean.gatv2(conv, h, batch.edge_index, batch.edge_attr)
+            msg = lean.attend(conv, h, batch.edge_index, batch.edge_attr, self.training)
             h = norm(h + torch.nn.functional.leaky_relu(msg, _SLOPE))
             h = torch.nn.functional.dropout(h, self.cfg.dropout, self.training)
             layers.append(h)

@@ -39,6 +39,11 @@ def gatv2(conv: GATv2Conv, x: Tensor, edge_index: Tensor, edge_attr: Tensor | No
     return out
 
 
+def attend(conv: GATv2Conv, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None, training: bool) -> Tensor:
+    """One GATv2 layer: PyG's implementation while training, ``gatv2`` otherwise."""
+    return conv(x, edge_index, edge_attr) if training else gatv2(conv, x, edge_index, edge_attr)
+
+
 def segment_softmax(logits: Tensor, index: Tensor, size: int) -> Tensor:
     """Softmax of ``logits`` [E, H] over the entries that share an ``index`` (PyG's ``softmax``)."""
     expanded = index.unsqueeze(-1).expand_as(logits)

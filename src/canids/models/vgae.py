@@ -68,7 +68,7 @@ class VGAE(nn.Module):
         h = batch.x if self.embed is None else torch.cat([batch.x, self.embed(batch.node_vocab)], dim=-1)
         h = F.leaky_relu(self.input(h), _SLOPE)
         for conv in self.convs:
-            msg = conv(h, batch.edge_index, batch.edge_attr) if self.training else lean.gatv2(conv, h, batch.edge_index, batch.edge_attr)
+            msg = lean.attend(conv, h, batch.edge_index, batch.edge_attr, self.training)
             h = h + F.leaky_relu(msg, _SLOPE)
         return self.mu(h), self.logvar(h).clamp(-10, 10) if with_logvar else None
 

@@ -86,9 +86,13 @@ def fusion_state(score: torch.Tensor, p_vgae: torch.Tensor, p_gat: torch.Tensor,
 
 
 def detector_outputs(vgae: VGAE, calibration: VGAECalibration, gat: GATClassifier, graphs: GraphSet) -> DetectorOutputs:
-    score = torch.as_tensor(score_windows(vgae, graphs))
+    return outputs_from(torch.as_tensor(score_windows(vgae, graphs)), torch.as_tensor(predict_proba(gat, graphs)), calibration)
+
+
+def outputs_from(score: torch.Tensor, p_gat: torch.Tensor, calibration: VGAECalibration) -> DetectorOutputs:
+    """Fusion inputs from raw VGAE scores and GAT attack probabilities."""
     p_vgae = calibration.prob_t(score).float()
-    p_gat = torch.as_tensor(predict_proba(gat, graphs)).clamp(1e-7, 1 - 1e-7)
+    p_gat = p_gat.clamp(1e-7, 1 - 1e-7)
     state = fusion_state(score, p_vgae, p_gat, calibration.threshold)
     return DetectorOutputs(score.numpy(), p_vgae.numpy(), p_gat.numpy(), state.numpy())
 
@@ -165,8 +169,8 @@ def simulate_detector_failures(out: DetectorOutputs, graphs: GraphSet, index: np
     part ways, in three ways that are simulated here: the GAT misses an attack type it
     never saw, the GAT raises false alarms on a vehicle it never saw, the VGAE finds an
     attack ordinary. Each simulated window keeps a real window's output of one detector
-    and takes the OTHER detector's output from a random window of the other class. Per validation
-    window of each class, ``share`` such windows are made per failure. They are
+    and takes the OTHER detector's output from a random window of the other class. Per
+    validation window of each class, ``share`` such windows are made per failure. They are
     single-step episodes.
 
     VGAE false alarms are not simulated: the VGAE's alarm rate on normal traffic is what
@@ -190,10 +194,7 @@ def simulate_detector_failures(out: DetectorOutputs, graphs: GraphSet, index: np
     host, donor, label, gat_wrong = (np.concatenate(v) for v in (hosts, donors, labels, wrong_gat))
     score = np.where(gat_wrong, out.vgae_score[host], out.vgae_score[donor])
     p_gat = np.where(gat_wrong, out.p_gat[donor], out.p_gat[host])
-    score_t, p_gat_t = torch.as_tensor(score), torch.as_tensor(p_gat)
-    p_vgae_t = calibration.prob_t(score_t).float()
-    state = fusion_state(score_t, p_vgae_t, p_gat_t, calibration.threshold)
-    return DetectorOutputs(score, p_vgae_t.numpy(), p_gat, state.numpy()), label
+    return outputs_from(torch.as_tensor(score), torch.as_tensor(p_gat), calibration), label
 
 
 def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: FusionSettings, teacher: QNetwork | None = None, calibration: VGAECalibration | None = None) -> FusionResult:

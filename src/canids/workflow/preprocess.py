@@ -4,7 +4,7 @@ Leak-free by construction:
 - byte-identical captures (train_02 repeats train_01 files) are read once;
 - validation is one contiguous time block (``val_fraction``) of every training capture,
   never a shuffle of windows (neighbouring windows are near-duplicates);
-- the vocabulary and normal periods come from the attack-free training part only.
+- the CAN-ID vocabulary comes from the attack-free training part only.
 """
 
 from __future__ import annotations
