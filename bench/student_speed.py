@@ -4,6 +4,9 @@ Uses the checkpoints of a finished run (``ROOT/{dataset}/{teacher,student}``) an
 dataset's test graphs and raw captures. Prints one JSON line with:
 - per-window inference time of the full detector (VGAE + GAT + DQN fusion) at batch 256
   and batch 1, teacher and student, and the teacher/student speed ratio;
+- per-window time of the NumPy streaming runtime (``canids.stages.streaming``: one window
+  in, one decision out, as in a vehicle), and the share of windows on which it decides as
+  the torch detector does;
 - the student's model-only throughput in frames/s (windows/s x window size);
 - the student's end-to-end throughput from raw frames (graph building + models + decision);
 - both variants' fusion F1 on the first test split, from their metrics.json.
@@ -23,6 +26,7 @@ from pathlib import Path
 
 os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -32,6 +36,7 @@ torch.set_num_threads(1)
 from canids.data.readers import read_capture  # noqa: E402
 from canids.graphs.graphset import load_graphsets  # noqa: E402
 from canids.stages.detector import Detector  # noqa: E402
+from canids.stages.streaming import StreamingDetector, window_arrays  # noqa: E402
 
 
 def per_window_s(detector: Detector, graphs, batch_size: int, repeats: int, max_windows: int) -> float:
@@ -46,6 +51,28 @@ def per_window_s(detector: Detector, graphs, batch_size: int, repeats: int, max_
             detector.decide(b)
         times.append((time.perf_counter() - t0) / n)
     return statistics.median(times)
+
+
+def streaming_per_window_s(runtime: StreamingDetector, graphs, repeats: int, max_windows: int) -> float:
+    """Median seconds per window of the streaming runtime, one window at a time."""
+    windows = list(window_arrays(graphs, with_vocab=runtime.uses_vocab))[:max_windows]
+    for window in windows[:20]:  # warm-up
+        runtime.decide(*window)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for window in windows:
+            runtime.decide(*window)
+        times.append((time.perf_counter() - t0) / len(windows))
+    return statistics.median(times)
+
+
+def streaming_agreement(runtime: StreamingDetector, detector: Detector, graphs, max_windows: int) -> float:
+    """Share of windows on which the streaming runtime and the torch detector decide alike."""
+    n = min(len(graphs), max_windows)
+    expected = detector.detect_graphs(graphs.subset(np.arange(n)))
+    got = np.array([runtime.decide(*w).flag for _, w in zip(range(n), window_arrays(graphs, with_vocab=runtime.uses_vocab))])
+    return float((got == expected).mean())
 
 
 def end_to_end_frames_per_s(detector: Detector, captures, repeats: int) -> float:
@@ -76,7 +103,16 @@ def main() -> int:
         params = sum(p.numel() for m in (det.vgae, det.gat, det.policy) for p in m.parameters())
         b256 = per_window_s(det, graphs, 256, args.repeats, 4096)
         b1 = per_window_s(det, graphs, 1, max(1, args.repeats // 2), 300)
-        result[variant] = {"parameters": params, "ms_per_window_batch256": round(b256 * 1e3, 4), "ms_per_window_batch1": round(b1 * 1e3, 4), "model_frames_per_s_batch256": round(det.window_size / b256)}
+        runtime = StreamingDetector.from_detector(det)
+        streaming = streaming_per_window_s(runtime, graphs, args.repeats, 1000)
+        result[variant] = {
+            "parameters": params,
+            "ms_per_window_batch256": round(b256 * 1e3, 4),
+            "ms_per_window_batch1": round(b1 * 1e3, 4),
+            "streaming_ms_per_window": round(streaming * 1e3, 4),
+            "streaming_decisions_equal": round(streaming_agreement(runtime, det, graphs, 4096), 6),
+            "model_frames_per_s_batch256": round(det.window_size / b256),
+        }
         metrics = root / variant / "evaluation" / "metrics.json"
         if metrics.exists():
             result[variant]["fusion_f1"] = round(json.loads(metrics.read_text())["splits"][split]["fusion"]["f1"], 4)

@@ -121,6 +121,22 @@ def _export_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_detector(args: argparse.Namespace) -> int:
+    from canids.stages.streaming import StreamingDetector
+    from canids.util import sha256_file
+
+    run = Path(args.run)
+    missing = [str(run / stage / "model.ckpt") for stage in ("autoencoder", "curriculum", "fusion") if not (run / stage / "model.ckpt").exists()]
+    if missing:
+        print(f"FAILED: {run} is not a finished variant run (ROOT/DATASET/VARIANT); missing {', '.join(missing)}", file=sys.stderr)
+        return 1
+    runtime = StreamingDetector.from_run(run)
+    out = runtime.save(args.out)
+    size = sum(a.size for a in runtime.arrays.values())
+    print(f"wrote {out} ({out.stat().st_size} bytes, {size} values, sha256 {sha256_file(out)}) from {run}; load it with canids.stages.streaming.StreamingDetector.load (NumPy only)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="canids", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="bundle file to write (JSON)")
     p.add_argument("--relative-to-root", action="store_true", help="write paths under the root as {experiment_root}/... (reusable after moving the root) instead of absolute paths")
     p.set_defaults(func=_export_manifest)
+    p = sub.add_parser("export-detector", help="write a finished variant's detector as one NumPy-only file for in-vehicle, window-at-a-time use")
+    p.add_argument("run", help="the variant's directory of a finished run: ROOT/DATASET/VARIANT")
+    p.add_argument("--out", required=True, help="file to write (.npz)")
+    p.set_defaults(func=_export_detector)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

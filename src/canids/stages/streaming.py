@@ -1,0 +1,368 @@
+"""The in-vehicle runtime: one window in, one decision out, in about a hundred NumPy operations.
+
+Why it exists: at batch 1 a torch detector spends its time dispatching, not computing. The
+student's VGAE + GAT + DQN is ~150 tensor operations at 5-20 us of dispatch each on a small
+CPU, so one 25-node window took ~2.4 ms while its arithmetic is a few ten thousand
+multiply-adds. NumPy dispatches an operation on arrays this small in one to three
+microseconds, and the layout below needs fewer operations:
+
+- **dense attention**: a window has a few dozen nodes, so a GATv2 layer's softmax over each
+  node's incoming edges is a masked row softmax of an ``n x n`` logit matrix per head, and
+  the aggregation is one matrix product, instead of gather/scatter operations;
+- **the VGAE and the GAT run side by side**: both read the same window graph, so their input
+  layers are one matrix product and their k-th GATv2 layers one stacked layer whose heads
+  are the two models' heads (block-diagonal weights), so the edge gathers, the softmax and
+  the aggregation run once for both;
+- a CAN-ID embedding folds into the input layer as a per-ID table (one gather).
+
+``StreamingDetector`` evaluates the same function as ``Detector.decide``
+(``tests/test_streaming.py`` holds every score and decision to it) and needs NumPy only:
+``save`` writes one ``.npz`` that ``load`` reads in a process without torch, which is what
+an embedded target can carry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+
+if TYPE_CHECKING:  # the runtime itself never imports torch
+    from canids.graphs.graphset import GraphSet
+    from canids.stages.detector import Detector
+
+#: Format tag written into every saved runtime; ``load`` refuses anything else.
+FORMAT = "canids-streaming-detector/1"
+
+_F32 = np.float32
+_MODELS = ("vgae", "gat")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One window's verdict: flag (1 = attack), fused attack score, and the fusion weight on the GAT."""
+
+    flag: int
+    score: float
+    alpha: float
+
+
+class StreamingDetector:
+    """Window-at-a-time detector equal to ``Detector.decide``, with NumPy as its only dependency."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        self.arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        self.meta = meta
+        self.window_size = int(meta["window_size"])
+        a = self.arrays
+        self._widths = meta["widths"]  # input-layer width of each model: where one's columns end
+        self._layers = [_StackedConv.take(a, f"layer{k}", layer) for k, layer in enumerate(meta["layers"])]
+        self._slope = float(meta["slope"])
+        self._norm_eps = _F32(meta["norm_eps"])
+        self._id_weight = float(meta["id_weight"])
+        self._policy = [(a[f"policy.{i}.w"], a[f"policy.{i}.b"]) for i in range(meta["policy_layers"])]
+        self._alphas = a["policy.alphas"].astype(np.float64)
+        self._threshold = float(meta["threshold"])
+        self._log_threshold = math.log(max(self._threshold, 1e-12))
+        self._log_scale = float(meta["log_scale"])
+        self.uses_vocab = "input.vocab_table" in a or "vgae.id_decoder.w" in a
+        #: The training vocabulary's CAN IDs: ``Vocabulary(can_ids)`` builds windows for this detector.
+        self.can_ids = a["vocab.can_ids"]
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_detector(cls, detector: "Detector") -> "StreamingDetector":
+        """Lay a trained ``Detector``'s parameters out as the runtime's arrays."""
+        from canids.models import gat as gat_module
+        from canids.models import vgae as vgae_module
+
+        vgae, gat, policy = detector.vgae, detector.gat, detector.policy
+        if vgae_module._SLOPE != gat_module._SLOPE:
+            raise ValueError("the streaming runtime runs the VGAE and GAT side by side and needs one activation slope for both")
+        arrays: dict[str, np.ndarray] = {}
+
+        def linear(name: str, lin) -> None:
+            arrays[f"{name}.w"], arrays[f"{name}.b"] = _np(lin.weight).T, _np(lin.bias)
+
+        # Input layer of both models: x @ [W_vgae | W_gat]; an embedding E contributes (E @ W_e)[id].
+        node_dim = vgae.cfg.node_dim
+        arrays["input.w"] = np.concatenate([_np(m.input.weight).T[:node_dim] for m in (vgae, gat)], 1)
+        arrays["input.b"] = np.concatenate([_np(m.input.bias) for m in (vgae, gat)])
+        if vgae.embed is not None or gat.embed is not None:
+            tables = [_np(m.embed.weight) @ _np(m.input.weight).T[node_dim:] if m.embed is not None else np.zeros((vgae.cfg.vocab_size, m.input.out_features), _F32) for m in (vgae, gat)]
+            arrays["input.vocab_table"] = np.concatenate(tables, 1)
+        layers = []
+        for k in range(max(len(vgae.convs), len(gat.convs))):
+            convs = {name: m.convs[k] for name, m in zip(_MODELS, (vgae, gat)) if k < len(m.convs)}
+            layers.append(_StackedConv.build(arrays, f"layer{k}", convs))
+        linear("vgae.mu", vgae.mu)
+        linear("vgae.feature_decoder.0", vgae.feature_decoder[0])
+        linear("vgae.feature_decoder.1", vgae.feature_decoder[2])
+        linear("vgae.graph_decoder.0", vgae.graph_decoder[0])
+        linear("vgae.graph_decoder.1", vgae.graph_decoder[2])
+        if vgae.id_decoder is not None:
+            linear("vgae.id_decoder", vgae.id_decoder)
+        arrays["vgae.score_scale"] = _np(vgae.score_scale)
+        for i, norm in enumerate(gat.norms):
+            arrays[f"gat.norm{i}.w"], arrays[f"gat.norm{i}.b"] = _np(norm.weight), _np(norm.bias)
+        linear("gat.head.0", gat.head[0])
+        linear("gat.head.1", gat.head[3])
+        policy_linears = [m for m in policy.net if hasattr(m, "weight")]
+        for i, lin in enumerate(policy_linears):
+            linear(f"policy.{i}", lin)
+        arrays["policy.alphas"] = _np(policy.alphas())
+        arrays["vocab.can_ids"] = np.asarray(detector.vocab.can_ids, dtype=np.int64)  # to build windows' node_vocab
+        meta = {
+            "format": FORMAT,
+            "window_size": int(detector.window_size),
+            "widths": [vgae.input.out_features, gat.input.out_features],
+            "layers": layers,
+            "slope": float(vgae_module._SLOPE),
+            "norm_eps": float(gat.norms[0].eps) if len(gat.norms) else 1e-5,
+            "id_weight": float(vgae.cfg.id_weight),
+            "policy_layers": len(policy_linears),
+            "threshold": float(detector.calibration.threshold),
+            "log_scale": float(detector.calibration.log_scale),
+        }
+        return cls(arrays, meta)
+
+    @classmethod
+    def from_run(cls, variant_dir: str | Path) -> "StreamingDetector":
+        """From ``ROOT/{dataset}/{variant}`` of a finished run; records each checkpoint's sha256."""
+        from canids.stages.detector import Detector
+        from canids.util import sha256_file
+
+        d = Path(variant_dir)
+        runtime = cls.from_detector(Detector.from_run(d))
+        runtime.meta["sources"] = {stage: sha256_file(d / stage / "model.ckpt") for stage in ("autoencoder", "curriculum", "fusion")}
+        return runtime
+
+    def save(self, path: str | Path) -> Path:
+        """Write the runtime as one ``.npz`` (arrays + JSON metadata); a partial file never has the final name."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".partial")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, __meta__=np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8), **self.arrays)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "StreamingDetector":
+        with np.load(Path(path), allow_pickle=False) as data:
+            if "__meta__" not in data.files:
+                raise ValueError(f"{path}: not a streaming detector (no __meta__ entry); write one with StreamingDetector.save")
+            meta = json.loads(data["__meta__"].tobytes().decode())
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+        return cls(arrays, meta)
+
+    # ------------------------------------------------------------------ inference
+    def decide(self, x: np.ndarray, edge_index: np.ndarray, edge_attr: np.ndarray, u: np.ndarray, node_vocab: np.ndarray | None = None) -> Decision:
+        """Decision for one window graph.
+
+        ``x`` [n, node_dim] float32; ``edge_index`` [2, E] local node indices, each (src, dst)
+        pair once (as ``build_graphs`` makes them); ``edge_attr`` [E, edge_dim]; ``u``
+        [graph_dim]; ``node_vocab`` [n] only when the models use CAN-ID vocabulary indices.
+        """
+        a, slope = self.arrays, self._slope
+        u = u.reshape(-1)
+        n = x.shape[0]
+        src, dst = edge_index[0], edge_index[1]
+        pair = dst * n + src  # position of each edge in a flattened n x n attention matrix
+        h = x @ a["input.w"] + a["input.b"]
+        if "input.vocab_table" in a:
+            if node_vocab is None:
+                raise ValueError("this detector embeds CAN IDs: pass node_vocab (each node's vocabulary index)")
+            h = h + a["input.vocab_table"].take(node_vocab, 0)
+        h = np.maximum(h, slope * h)
+        width_v = self._widths[0]
+        h_vgae, h_gat = h[:, :width_v], h[:, width_v:]
+        jumping = [h_gat]
+        for k, layer in enumerate(self._layers):
+            both = len(layer.models) == 2
+            h_in = np.concatenate([h_vgae, h_gat], 1) if both else (h_vgae if layer.models[0] == "vgae" else h_gat)
+            msg = layer.attend(h_in, src, dst, pair, edge_attr, n)
+            h_out = h_in + np.maximum(msg, slope * msg)
+            if both:
+                h_vgae, h_gat = h_out[:, : h_vgae.shape[1]], h_out[:, h_vgae.shape[1] :]
+            elif layer.models[0] == "vgae":
+                h_vgae = h_out
+            else:
+                h_gat = h_out
+            if "gat" in layer.models:
+                h_gat = self._layer_norm(h_gat, a[f"gat.norm{k}.w"], a[f"gat.norm{k}.b"])
+                jumping.append(h_gat)
+        score = self._vgae_score(a, h_vgae, x, u, n, node_vocab)
+        p_gat = self._gat_probability(a, jumping, u, n)
+        z = (math.log(max(score, 1e-12)) - self._log_threshold) / self._log_scale
+        p_vgae = float(_F32(1.0 / (1.0 + math.exp(-min(30.0, max(-30.0, z))))))  # a float32 value, as in torch
+        q = self._fusion_state(score, p_vgae, p_gat)
+        for i, (w, b) in enumerate(self._policy):
+            q = q @ w + b
+            if i < len(self._policy) - 1:
+                q = np.maximum(q, 0.0)
+        alpha = float(self._alphas[int(q.argmax())])
+        fused = alpha * p_gat + (1.0 - alpha) * p_vgae
+        return Decision(int(fused >= 0.5), fused, alpha)
+
+    def decide_graphs(self, graphs: "GraphSet") -> np.ndarray:
+        """Decisions for every window of a ``GraphSet``, one window at a time (what a vehicle does)."""
+        return np.array([self.decide(*window).flag for window in window_arrays(graphs, with_vocab=self.uses_vocab)], dtype=np.int64)
+
+    def _layer_norm(self, h: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        inv_width = _F32(1.0 / h.shape[1])
+        centred = h - h.sum(1, keepdims=True) * inv_width
+        variance = (centred * centred).sum(1, keepdims=True) * inv_width
+        return centred / np.sqrt(variance + self._norm_eps) * weight + bias
+
+    def _vgae_score(self, a, h: np.ndarray, x: np.ndarray, u: np.ndarray, n: int, node_vocab) -> float:
+        """``vgae.window_score``: node and window reconstruction errors relative to normal traffic."""
+        slope = self._slope
+        mu = h @ a["vgae.mu.w"] + a["vgae.mu.b"]
+        d = mu @ a["vgae.feature_decoder.0.w"] + a["vgae.feature_decoder.0.b"]
+        diff = (np.maximum(d, slope * d) @ a["vgae.feature_decoder.1.w"] + a["vgae.feature_decoder.1.b"] - x).ravel()
+        node_err = float(diff @ diff) / diff.size  # mean over nodes of the mean over features
+        if "vgae.id_decoder.w" in a:
+            logits = mu @ a["vgae.id_decoder.w"] + a["vgae.id_decoder.b"]
+            peak = logits.max(1)
+            log_norm = np.log(np.exp(logits - peak[:, None]).sum(1)) + peak
+            node_err += self._id_weight * float((log_norm - logits[np.arange(n), node_vocab]).sum()) / n
+        g = mu.sum(0) * _F32(1.0 / n) @ a["vgae.graph_decoder.0.w"] + a["vgae.graph_decoder.0.b"]
+        diff_u = np.maximum(g, slope * g) @ a["vgae.graph_decoder.1.w"] + a["vgae.graph_decoder.1.b"] - u
+        win_err = float(diff_u @ diff_u) / diff_u.size
+        scale = a["vgae.score_scale"]
+        return float(_F32(max(node_err / float(scale[0]), 1e-12) * max(win_err / float(scale[1]), 1e-12)))
+
+    def _gat_probability(self, a, jumping: list[np.ndarray], u: np.ndarray, n: int) -> float:
+        """The GAT's attack probability: jumping knowledge, mean+max pooling, MLP head."""
+        slope = self._slope
+        jk = np.concatenate(jumping, 1) if len(jumping) > 1 else jumping[0]
+        pooled = np.concatenate([jk.sum(0) * _F32(1.0 / n), jk.max(0), u])
+        z = pooled @ a["gat.head.0.w"] + a["gat.head.0.b"]
+        logits = np.maximum(z, slope * z) @ a["gat.head.1.w"] + a["gat.head.1.b"]
+        p = 1.0 / (1.0 + math.exp(min(80.0, float(logits[0] - logits[1]))))  # softmax(logits)[1]
+        return float(min(max(_F32(p), _F32(1e-7)), _F32(1 - 1e-7)))  # float32, as torch: near 1, log1p(-p) is sensitive
+
+    def _fusion_state(self, score: float, p_vgae: float, p_gat: float) -> np.ndarray:
+        """``fusion.fusion_state`` of one window, in scalar arithmetic."""
+        p = p_gat
+        logit = math.log(p) - math.log1p(-p)
+        entropy = -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+        log_ratio = min(10.0, max(-10.0, math.log(max(score, 1e-12) / self._threshold))) / 5.0
+        agree = float((p >= 0.5) == (p_vgae >= 0.5))
+        return np.array([p_vgae, p, log_ratio, min(20.0, max(-20.0, logit)) / 10.0, abs(p - p_vgae), agree, entropy], dtype=_F32)
+
+
+@dataclass(frozen=True)
+class _StackedConv:
+    """The k-th GATv2 layers of the VGAE and the GAT (or of one of them) evaluated as one layer.
+
+    The models' heads sit side by side; each head has ``channels`` columns (the widest model's;
+    a narrower model's heads are zero-padded, and ``keep`` drops the padding afterwards).
+    Weights are block-diagonal, so no model sees the other's features.
+    """
+
+    models: tuple[str, ...]
+    w: np.ndarray  # [sum of input widths, 2 * heads * channels]: lin_l columns | lin_r columns
+    b: np.ndarray
+    edge_w: np.ndarray  # [edge_dim, heads * channels]
+    att: np.ndarray  # [heads * channels, heads]: logits = leaky_relu(e) @ att
+    bias: np.ndarray  # the models' output biases, concatenated
+    keep: np.ndarray | None  # output columns that are not padding (None: all are)
+    heads: int
+    channels: int
+    attention_slope: float
+
+    @staticmethod
+    def build(arrays: dict[str, np.ndarray], prefix: str, convs: dict) -> dict:
+        """Write the stacked layer's arrays under ``prefix`` and return its metadata."""
+        first = next(iter(convs.values()))
+        for name, conv in convs.items():
+            if conv.res is not None or conv.share_weights or conv.lin_edge is None or not conv.concat:
+                raise ValueError(f"{name} {prefix}: the streaming runtime expects GATv2Conv(concat=True, share_weights=False, residual=False) with edge features")
+            if conv.negative_slope != first.negative_slope:
+                raise ValueError(f"{prefix}: the VGAE's and GAT's attention slopes differ ({conv.negative_slope} vs {first.negative_slope})")
+        heads = sum(c.heads for c in convs.values())
+        channels = max(c.out_channels for c in convs.values())
+        width_in = sum(c.in_channels for c in convs.values())
+        edge_dim = first.edge_dim
+        w = np.zeros((width_in, 2 * heads * channels), _F32)
+        b = np.zeros(2 * heads * channels, _F32)
+        edge_w = np.zeros((edge_dim, heads * channels), _F32)
+        att = np.zeros((heads * channels, heads), _F32)
+        keep, row, head0 = [], 0, 0
+        for conv in convs.values():
+            c_m = conv.out_channels
+            w_l, w_r, w_e = _np(conv.lin_l.weight).T, _np(conv.lin_r.weight).T, _np(conv.lin_edge.weight).T
+            b_l, b_r = _np(conv.lin_l.bias), _np(conv.lin_r.bias)
+            a_m = _np(conv.att).reshape(conv.heads, c_m)
+            for h in range(conv.heads):
+                col = (head0 + h) * channels
+                src = slice(h * c_m, (h + 1) * c_m)
+                w[row : row + conv.in_channels, col : col + c_m] = w_l[:, src]
+                w[row : row + conv.in_channels, heads * channels + col : heads * channels + col + c_m] = w_r[:, src]
+                b[col : col + c_m], b[heads * channels + col : heads * channels + col + c_m] = b_l[src], b_r[src]
+                edge_w[:, col : col + c_m] = w_e[:, src]
+                att[col : col + c_m, head0 + h] = a_m[h]
+                keep.extend(range(col, col + c_m))
+            row += conv.in_channels
+            head0 += conv.heads
+        arrays[f"{prefix}.w"], arrays[f"{prefix}.b"], arrays[f"{prefix}.edge_w"], arrays[f"{prefix}.att"] = w, b, edge_w, att
+        arrays[f"{prefix}.bias"] = np.concatenate([_np(c.bias) for c in convs.values()])
+        if len(keep) != heads * channels:
+            arrays[f"{prefix}.keep"] = np.asarray(keep, dtype=np.int64)
+        return {"models": list(convs), "heads": heads, "channels": channels, "attention_slope": float(first.negative_slope)}
+
+    @classmethod
+    def take(cls, arrays: dict[str, np.ndarray], prefix: str, meta: dict) -> "_StackedConv":
+        return cls(
+            tuple(meta["models"]),
+            arrays[f"{prefix}.w"],
+            arrays[f"{prefix}.b"],
+            arrays[f"{prefix}.edge_w"],
+            arrays[f"{prefix}.att"],
+            arrays[f"{prefix}.bias"],
+            arrays.get(f"{prefix}.keep"),
+            int(meta["heads"]),
+            int(meta["channels"]),
+            float(meta["attention_slope"]),
+        )
+
+    def attend(self, h: np.ndarray, src: np.ndarray, dst: np.ndarray, pair: np.ndarray, edge_attr: np.ndarray, n: int) -> np.ndarray:
+        """GATv2 without self loops, eval mode (``lean.gatv2``), for one window, all heads at once."""
+        heads, width = self.heads, self.heads * self.channels
+        both = h @ self.w + self.b
+        x_l = both[:, :width]
+        e = x_l.take(src, 0) + both[:, width:].take(dst, 0) + edge_attr @ self.edge_w
+        logits = np.maximum(e, self.attention_slope * e) @ self.att  # [E, heads]
+        dense = np.full((heads, n * n), -np.inf, dtype=_F32)
+        dense[:, pair] = logits.T
+        dense = dense.reshape(heads, n, n)  # [head, dst, src]
+        peak = dense.max(2, keepdims=True)
+        np.maximum(peak, _F32(-3e38), out=peak)  # a node without incoming edges: all weights 0, no message
+        weights = np.exp(dense - peak)
+        weights /= weights.sum(2, keepdims=True) + _F32(1e-16)
+        out = (weights @ x_l.reshape(n, heads, self.channels).transpose(1, 0, 2)).transpose(1, 0, 2).reshape(n, width)
+        if self.keep is not None:
+            out = out.take(self.keep, 1)
+        return out + self.bias
+
+
+def window_arrays(graphs: "GraphSet", with_vocab: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
+    """``(x, edge_index, edge_attr, u[, node_vocab])`` NumPy views of each window of a ``GraphSet``."""
+    x, ei, ea, u = graphs.x.numpy(), graphs.edge_index.numpy(), graphs.edge_attr.numpy(), graphs.u.numpy()
+    vocab = graphs.node_vocab.numpy()
+    node_ptr, edge_ptr = graphs.node_ptr.numpy(), graphs.edge_ptr.numpy()
+    for i in range(len(graphs)):
+        n0, n1, e0, e1 = node_ptr[i], node_ptr[i + 1], edge_ptr[i], edge_ptr[i + 1]
+        window = (x[n0:n1], ei[:, e0:e1] - n0, ea[e0:e1], u[i])
+        yield (*window, vocab[n0:n1]) if with_vocab else window
+
+
+def _np(tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(_F32, copy=True)

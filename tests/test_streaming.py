@@ -1,0 +1,159 @@
+"""The NumPy streaming runtime decides as the torch ``Detector`` does, and runs without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from canids.data.synthetic import generate_captures
+from canids.graphs.build import build_graphs
+from canids.graphs.graphset import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES
+from canids.graphs.vocab import build_vocabulary
+from canids.models.dqn import DQNConfig, QNetwork
+from canids.models.gat import GATClassifier, GATConfig
+from canids.models.vgae import VGAE, VGAEConfig, window_score
+from canids.stages.detector import Detector
+from canids.stages.fusion import STATE_FEATURES, VGAECalibration
+from canids.stages.streaming import StreamingDetector, window_arrays
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def windows():
+    """Real window graphs (attacks included) from a small synthetic capture set."""
+    captures = generate_captures(seed=3, scale=0.03, splits=["train_01_attack_free", "test_01_known_vehicle_known_attack"])
+    vocab = build_vocabulary([c for c in captures if c.split == "train_01_attack_free"])
+    graphs = build_graphs([c for c in captures if c.split.startswith("test_01")], vocab, window_size=100)
+    assert 0 < int(graphs.y.sum()) < len(graphs)
+    return graphs, vocab
+
+
+def random_detector(graphs, vocab, vgae_kw: dict, gat_kw: dict, seed: int) -> Detector:
+    """Untrained models with sharp attention, and a VGAE threshold at the median score, so that
+    attention weights, both detectors' probabilities and the policy's choice all vary per window."""
+    torch.manual_seed(seed)
+    dims = dict(node_dim=len(NODE_FEATURES), edge_dim=len(EDGE_FEATURES), graph_dim=len(GRAPH_FEATURES), vocab_size=vocab.size)
+    vgae, gat = VGAE(VGAEConfig(**dims, **vgae_kw)).eval(), GATClassifier(GATConfig(**dims, **gat_kw, dropout=0.0)).eval()
+    policy = QNetwork(DQNConfig(state_dim=len(STATE_FEATURES), hidden=16, layers=2, n_actions=11)).eval()
+    with torch.no_grad():
+        for conv in [*vgae.convs, *gat.convs]:
+            conv.att.normal_(0, 3.0)
+        batch = graphs.batch(np.arange(len(graphs)))
+        scores = window_score(batch, vgae(batch, sample=False), vgae)
+        logits = gat(batch)
+        gat.head[3].bias[1] -= (logits[:, 1] - logits[:, 0]).median()  # p_gat straddles 0.5
+    calibration = VGAECalibration.fit(float(scores.median()), scores.numpy())
+    return Detector(vgae, gat, policy, vocab, graphs.window_size, calibration)
+
+
+def assert_same_decisions(detector: Detector, runtime: StreamingDetector, graphs) -> np.ndarray:
+    """Window by window: equal flags; equal fused scores wherever both chose the same fusion weight."""
+    flags, same_alpha = [], 0
+    for i, window in enumerate(window_arrays(graphs, with_vocab=runtime.uses_vocab)):
+        flag, fused, alpha = detector.decide(graphs.batch([i]))
+        got = runtime.decide(*window)
+        assert got.flag == int(flag), f"window {i}: runtime {got}, detector flag {int(flag)} score {float(fused)}"
+        if got.alpha == pytest.approx(float(alpha)):
+            same_alpha += 1
+            assert got.score == pytest.approx(float(fused), abs=2e-5), f"window {i}"
+        flags.append(got.flag)
+    # A different weight only on a float-rounding tie between two actions' Q-values.
+    assert same_alpha >= 0.98 * len(graphs)
+    return np.array(flags)
+
+
+STUDENT = ({"hidden": 16, "heads": 1, "layers": 1, "latent": 16}, {"hidden": 16, "heads": 1, "layers": 1})
+TEACHER = ({"hidden": 32, "heads": 4, "layers": 2, "latent": 48}, {"hidden": 16, "heads": 4, "layers": 3})
+EMBEDDING = ({"hidden": 8, "heads": 2, "layers": 2, "latent": 8, "embed_dim": 4, "id_weight": 0.1}, {"hidden": 8, "heads": 2, "layers": 1, "embed_dim": 3})
+
+
+@pytest.mark.parametrize(
+    "vgae_kw,gat_kw",
+    [STUDENT, TEACHER, EMBEDDING],
+    ids=["student: stacked equal layers", "teacher: padded channels, a GAT-only layer", "ID embeddings + ID reconstruction, a VGAE-only layer"],
+)
+def test_runtime_decides_as_the_detector(windows, vgae_kw, gat_kw):
+    graphs, vocab = windows
+    detector = random_detector(graphs, vocab, vgae_kw, gat_kw, seed=len(vgae_kw) + gat_kw["layers"])
+    runtime = StreamingDetector.from_detector(detector)
+    flags = assert_same_decisions(detector, runtime, graphs)
+    assert 0 < flags.sum() < len(flags), "the comparison must cover both decisions"
+    assert np.array_equal(runtime.decide_graphs(graphs), detector.detect_graphs(graphs))
+
+
+def test_node_without_incoming_edges_gets_no_message(windows):
+    """PyG gives a node with no incoming edge a zero message; the dense softmax must too."""
+    graphs, vocab = windows
+    detector = random_detector(graphs, vocab, *STUDENT, seed=5)
+    runtime = StreamingDetector.from_detector(detector)
+    g = torch.Generator().manual_seed(0)
+    for edges in ([[0, 1], [1, 2]], [[1, 2, 2], [2, 1, 3]]):  # node 0 (and 3) receive nothing
+        edge_index = torch.tensor(edges)
+        window = Data(x=torch.randn(5, len(NODE_FEATURES), generator=g), edge_index=edge_index, edge_attr=torch.randn(edge_index.shape[1], len(EDGE_FEATURES), generator=g), u=torch.randn(1, len(GRAPH_FEATURES), generator=g), node_vocab=torch.zeros(5, dtype=torch.long))
+        batch = Batch.from_data_list([window])
+        _, fused, _ = detector.decide(batch)
+        got = runtime.decide(window.x.numpy(), edge_index.numpy(), window.edge_attr.numpy(), window.u.numpy())
+        assert np.isfinite(got.score) and got.score == pytest.approx(float(fused), abs=2e-5)
+
+
+def test_trained_run_exported_by_the_cli_decides_the_same(tiny_run, tmp_path, capsys):
+    """The tiny pipeline's trained teacher (ID embeddings, ID reconstruction, 2-head layers),
+    exported with ``canids export-detector`` as a user would."""
+    from canids.cli import main
+    from canids.graphs.graphset import load_graphsets
+    from canids.util import sha256_file
+
+    run = tiny_run / "experiment_runs" / "synthetic"
+    assert main(["export-detector", str(run / "teacher"), "--out", str(tmp_path / "teacher.npz")]) == 0
+    assert sha256_file(tmp_path / "teacher.npz") in capsys.readouterr().out
+    runtime = StreamingDetector.load(tmp_path / "teacher.npz")
+    assert runtime.meta["sources"] == {stage: sha256_file(run / "teacher" / stage / "model.ckpt") for stage in ("autoencoder", "curriculum", "fusion")}
+    detector = Detector.from_run(run / "teacher").eval()
+    tests, _ = load_graphsets(run / "preprocess/graphs/test.pt")
+    for graphs in tests.values():
+        assert_same_decisions(detector, runtime, graphs)
+
+    assert main(["export-detector", str(run), "--out", str(tmp_path / "nothing.npz")]) == 1
+    assert f"missing {run / 'autoencoder' / 'model.ckpt'}" in capsys.readouterr().err
+    assert not (tmp_path / "nothing.npz").exists()
+
+
+def test_saved_runtime_runs_without_torch(windows, tmp_path):
+    graphs, vocab = windows
+    runtime = StreamingDetector.from_detector(random_detector(graphs, vocab, *EMBEDDING, seed=2))
+    path = runtime.save(tmp_path / "detector.npz")
+    assert not list(tmp_path.glob("*.partial"))
+    sample = list(window_arrays(graphs, with_vocab=True))[:40]
+    np.savez(tmp_path / "windows.npz", **{f"{k}{i}": a for i, w in enumerate(sample) for k, a in zip("xeuv", (w[0], w[1], w[3], w[4]))}, **{f"a{i}": w[2] for i, w in enumerate(sample)})
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+        "import numpy as np\n"
+        "from canids.stages.streaming import StreamingDetector\n"
+        f"d = StreamingDetector.load({str(path)!r}); w = np.load({str(tmp_path / 'windows.npz')!r})\n"
+        f"print(' '.join(repr(d.decide(w[f'x{{i}}'], w[f'e{{i}}'], w[f'a{{i}}'], w[f'u{{i}}'], w[f'v{{i}}']).score) for i in range({len(sample)})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert [float(s) for s in out.split()] == [runtime.decide(*w).score for w in sample]
+
+
+def test_bad_runtime_files_are_refused_with_the_file_named(windows, tmp_path):
+    not_a_runtime = tmp_path / "weights.npz"
+    np.savez(not_a_runtime, w=np.zeros(3))
+    with pytest.raises(ValueError, match=r"weights\.npz: not a streaming detector"):
+        StreamingDetector.load(not_a_runtime)
+    graphs, vocab = windows
+    runtime = StreamingDetector.from_detector(random_detector(graphs, vocab, *EMBEDDING, seed=2))
+    runtime.meta["format"] = "canids-streaming-detector/0"
+    old = runtime.save(tmp_path / "old.npz")
+    with pytest.raises(ValueError, match=r"old\.npz: format 'canids-streaming-detector/0', expected"):
+        StreamingDetector.load(old)
+    x, edge_index, edge_attr, u = next(window_arrays(graphs))
+    with pytest.raises(ValueError, match="embeds CAN IDs: pass node_vocab"):
+        runtime.decide(x, edge_index, edge_attr, u)
