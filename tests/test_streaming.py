@@ -155,5 +155,9 @@ def test_bad_runtime_files_are_refused_with_the_file_named(windows, tmp_path):
     with pytest.raises(ValueError, match=r"old\.npz: format 'canids-streaming-detector/0', expected"):
         StreamingDetector.load(old)
     x, edge_index, edge_attr, u = next(window_arrays(graphs))
-    with pytest.raises(ValueError, match="embeds CAN IDs: pass node_vocab"):
+    with pytest.raises(ValueError, match=r"uses CAN-ID vocabulary indices: pass node_vocab \[\d+\]"):
         runtime.decide(x, edge_index, edge_attr, u)
+    with pytest.raises(ValueError, match=rf"expected x \[n, {len(NODE_FEATURES)}\], edge_index \[2, E\], edge_attr \[E, {len(EDGE_FEATURES)}\]"):
+        runtime.decide(x[:, :-1], edge_index, edge_attr, u)
+    with pytest.raises(ValueError, match=r"window shapes .* edge_index \(\d+, 2\)"):
+        runtime.decide(x, edge_index.T, edge_attr, u)

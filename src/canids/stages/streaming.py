@@ -70,6 +70,7 @@ class StreamingDetector:
         self._log_threshold = math.log(max(self._threshold, 1e-12))
         self._log_scale = float(meta["log_scale"])
         self.uses_vocab = "input.vocab_table" in a or "vgae.id_decoder.w" in a
+        self._dims = (a["input.w"].shape[0], self._layers[0].edge_w.shape[0] if self._layers else 0, a["vgae.graph_decoder.1.w"].shape[1])
         #: The training vocabulary's CAN IDs: ``Vocabulary(can_ids)`` builds windows for this detector.
         self.can_ids = a["vocab.can_ids"]
 
@@ -172,12 +173,17 @@ class StreamingDetector:
         a, slope = self.arrays, self._slope
         u = u.reshape(-1)
         n = x.shape[0]
+        if x.ndim != 2 or x.shape[1] != self._dims[0] or edge_index.ndim != 2 or edge_index.shape[0] != 2 or edge_attr.shape != (edge_index.shape[1], self._dims[1]) or u.size != self._dims[2]:
+            raise ValueError(
+                f"window shapes x {x.shape}, edge_index {edge_index.shape}, edge_attr {edge_attr.shape}, u {u.shape}; "
+                f"expected x [n, {self._dims[0]}], edge_index [2, E], edge_attr [E, {self._dims[1]}], u [{self._dims[2]}]"
+            )
+        if self.uses_vocab and (node_vocab is None or node_vocab.shape != (n,)):
+            raise ValueError(f"this detector uses CAN-ID vocabulary indices: pass node_vocab [{n}] (each node's index in Vocabulary(can_ids)), got {None if node_vocab is None else node_vocab.shape}")
         src, dst = edge_index[0], edge_index[1]
         pair = dst * n + src  # position of each edge in a flattened n x n attention matrix
         h = x @ a["input.w"] + a["input.b"]
         if "input.vocab_table" in a:
-            if node_vocab is None:
-                raise ValueError("this detector embeds CAN IDs: pass node_vocab (each node's vocabulary index)")
             h = h + a["input.vocab_table"].take(node_vocab, 0)
         h = np.maximum(h, slope * h)
         width_v = self._widths[0]
