@@ -116,6 +116,43 @@ def test_rerun_is_a_no_op(tiny_run, tiny_config_file):
     assert "Nothing to be done" in out
 
 
+def test_each_stage_code_is_what_its_entry_modules_import():
+    from canids.workflow.code_digest import STAGE_ENTRIES, module_closure, stage_code_digest
+
+    autoencoder, fusion = module_closure(STAGE_ENTRIES["autoencoder"]), module_closure(STAGE_ENTRIES["fusion"])
+    assert {"canids.models.vgae", "canids.models.lean", "canids.graphs.graphset", "canids.util"} <= set(autoencoder)
+    assert "canids.stages.fusion" not in autoencoder and "canids.stages.streaming" not in fusion
+    assert {"canids.stages.autoencoder", "canids.stages.curriculum", "canids.stages.fusion"} <= set(fusion)
+    assert len({stage_code_digest(stage) for stage in STAGE_ENTRIES}) == len(STAGE_ENTRIES)
+    with pytest.raises(KeyError, match="no code entry for stage 'report'"):
+        stage_code_digest("report")
+
+
+def test_a_code_change_reruns_exactly_the_stages_that_run_it(tiny_run, tiny_config_file, tmp_path):
+    """Snakemake tracks a rule's script, not the package it imports: each rule carries the digest
+    of the package code its stage runs. A real change to the fusion stage re-runs fusion and
+    evaluation (not the autoencoder or curriculum); documentation and comments re-run nothing."""
+    checkout = tmp_path / "checkout"  # the repository with its own copy of the package
+    checkout.mkdir()
+    for entry in REPO.iterdir():
+        if entry.name not in ("src", ".venv"):
+            (checkout / entry.name).symlink_to(entry)
+    src = checkout / "src"
+    shutil.copytree(REPO / "src" / "canids", src / "canids", ignore=shutil.ignore_patterns("__pycache__"))
+    fusion = src / "canids" / "stages" / "fusion.py"
+    original = fusion.read_text()
+
+    def planned() -> dict[str, int]:
+        out = snakemake(["-n", "--configfile", str(tiny_config_file)], tiny_run, env={"PYTHONPATH": str(src)}).stdout
+        return {} if "Nothing to be done" in out else job_counts(out)
+
+    assert planned() == {}
+    fusion.write_text(original.replace('"""', '"""Reworded documentation. ', 1) + "\n# a new comment\n")
+    assert planned() == {}
+    fusion.write_text(original + "\n\nSIMULATED_FAILURE_FLOOR = 0.0\n")
+    assert planned() == {"fusion": 1, "evaluation": 1, "all": 1}
+
+
 def test_downstream_refuses_a_tampered_upstream_checkpoint(tiny_run, tiny_config_file, tmp_path):
     work = tmp_path / "copy"
     shutil.copytree(tiny_run / "experiment_runs", work / "experiment_runs")

@@ -4,6 +4,7 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from canids.workflow.code_digest import stage_code_digest
 from canids.workflow.dag import Pipeline
 from canids.workflow.jobspec import check_job_specs
 

@@ -9,6 +9,7 @@ rule generate_synthetic:
     conda:
         "../envs/canids.yaml"
     params:
+        code=stage_code_digest("generate_synthetic"),
         settings=config["synthetic"],
     script:
         "../scripts/generate_synthetic.py"
@@ -28,6 +29,7 @@ rule preprocess:
     conda:
         "../envs/canids.yaml"
     params:
+        code=stage_code_digest("preprocess"),
         settings=settings_of("preprocess"),
     script:
         "../scripts/preprocess.py"

@@ -35,5 +35,7 @@ rule evaluation:
         f"{ROOT}/{{dataset}}/benchmarks/{{variant}}/evaluation.tsv"
     conda:
         "../envs/canids.yaml"
+    params:
+        code=stage_code_digest("evaluation"),
     script:
         "../scripts/evaluation.py"

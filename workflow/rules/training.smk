@@ -15,6 +15,7 @@ rule autoencoder:
     conda:
         "../envs/canids.yaml"
     params:
+        code=stage_code_digest("autoencoder"),
         settings=settings_of("autoencoder"),
         resume_dir=f"{ROOT}/.resume/{{dataset}}/{{variant}}/autoencoder",
     script:
@@ -37,6 +38,7 @@ rule curriculum:
     conda:
         "../envs/canids.yaml"
     params:
+        code=stage_code_digest("curriculum"),
         settings=settings_of("curriculum"),
         resume_dir=f"{ROOT}/.resume/{{dataset}}/{{variant}}/curriculum",
     script:
@@ -61,6 +63,7 @@ rule fusion:
     conda:
         "../envs/canids.yaml"
     params:
+        code=stage_code_digest("fusion"),
         settings=settings_of("fusion"),
     script:
         "../scripts/fusion.py"
