@@ -125,6 +125,35 @@ def test_trained_run_exported_by_the_cli_decides_the_same(tiny_run, tmp_path, ca
     assert not (tmp_path / "nothing.npz").exists()
 
 
+def test_detect_command_reports_what_the_detector_flags_in_raw_captures(tiny_run, tmp_path, capsys):
+    import json
+
+    from canids.cli import main
+    from canids.data.readers import read_capture
+    from canids.graphs.vocab import Vocabulary
+
+    run = tiny_run / "experiment_runs" / "synthetic"
+    capture = sorted((run / "raw" / "test_01_known_vehicle_known_attack").glob("*.csv"))[0]
+    assert main(["export-detector", str(run / "teacher"), "--out", str(tmp_path / "teacher.npz")]) == 0
+    capsys.readouterr()
+    assert main(["detect", str(tmp_path / "teacher.npz"), str(capture), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+
+    detector = Detector.from_run(run / "teacher").eval()
+    graphs = build_graphs([read_capture(capture)], Vocabulary(detector.vocab.can_ids), detector.window_size)
+    expected = detector.detect_graphs(graphs)
+    labels = graphs.y.numpy()
+    assert report["windows"] == len(graphs) and report["flagged"] == int(expected.sum())
+    assert [a["window"] for a in report["alerts"]] == np.flatnonzero(expected).tolist()
+    assert report["attack_windows"] == int(labels.sum()) > 0
+    assert (report["caught"], report["false_alarms"]) == (int((expected & labels).sum()), int((expected & (1 - labels)).sum()))
+
+    assert main(["detect", str(run / "teacher"), str(capture), str(tmp_path / "missing.csv")]) == 1  # a run dir works too
+    out = capsys.readouterr()
+    assert f"{capture}: {len(graphs)} windows of {detector.window_size} frames, {int(expected.sum())} flagged" in out.out
+    assert "missing.csv" in out.err
+
+
 def test_saved_runtime_runs_without_torch(windows, tmp_path):
     graphs, vocab = windows
     runtime = StreamingDetector.from_detector(random_detector(graphs, vocab, *EMBEDDING, seed=2))

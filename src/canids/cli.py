@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def _results(args: argparse.Namespace) -> int:
     root = Path(args.root)
@@ -137,6 +139,48 @@ def _export_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detect(args: argparse.Namespace) -> int:
+    """Apply a detector to raw captures, window by window, and report what it flags."""
+    from canids.data.readers import read_capture
+    from canids.graphs.build import build_graphs
+    from canids.graphs.vocab import Vocabulary
+    from canids.stages.streaming import StreamingDetector, window_arrays
+
+    source = Path(args.detector)
+    try:
+        detector = StreamingDetector.from_run(source) if source.is_dir() else StreamingDetector.load(source)
+    except (OSError, ValueError, KeyError) as err:
+        print(f"FAILED: {source}: not a streaming detector file (canids export-detector) nor a finished variant run: {err}", file=sys.stderr)
+        return 1
+    vocab = Vocabulary(detector.can_ids)
+    failed = 0
+    for path in args.captures:
+        try:
+            capture = read_capture(path, strict=not args.lenient, timestamp_order=args.timestamp_order)
+        except (OSError, ValueError) as err:  # DataFormatError names file, line and value
+            print(f"FAILED: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        graphs = build_graphs([capture], vocab, detector.window_size)
+        verdicts = [detector.decide(*window) for window in window_arrays(graphs, with_vocab=detector.uses_vocab)]
+        t_start, labels = graphs.t_start.numpy(), graphs.y.numpy()
+        alerts = [{"window": i, "t_start": round(float(t_start[i]), 6), "score": round(v.score, 6)} for i, v in enumerate(verdicts) if v.flag]
+        report = {"capture": str(path), "frames": len(capture), "windows": len(verdicts), "flagged": len(alerts)}
+        if labels.any():  # labelled capture: how the alerts compare with the labels
+            flags = np.array([v.flag for v in verdicts])
+            report.update(attack_windows=int(labels.sum()), caught=int((flags & (labels == 1)).sum()), false_alarms=int((flags & (labels == 0)).sum()))
+        if args.json:
+            print(json.dumps({**report, "alerts": alerts}))
+        else:
+            extra = f", {report['caught']} of {report['attack_windows']} labelled attack windows caught, {report['false_alarms']} false alarms" if "caught" in report else ""
+            print(f"{path}: {report['windows']} windows of {detector.window_size} frames, {report['flagged']} flagged{extra}")
+            for alert in alerts[: args.show]:
+                print(f"  window {alert['window']:>6}  t={alert['t_start']:.3f} s  fused score {alert['score']:.3f}")
+            if len(alerts) > args.show:
+                print(f"  ... {len(alerts) - args.show} more (--show N, or --json for all)")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="canids", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", help="the variant's directory of a finished run: ROOT/DATASET/VARIANT")
     p.add_argument("--out", required=True, help="file to write (.npz)")
     p.set_defaults(func=_export_detector)
+    p = sub.add_parser("detect", help="run a detector over raw captures window by window and list the windows it flags")
+    p.add_argument("detector", help="a file written by export-detector, or a finished variant run ROOT/DATASET/VARIANT")
+    p.add_argument("captures", nargs="+", metavar="CAPTURE", help="raw capture files (any supported format)")
+    p.add_argument("--json", action="store_true", help="one JSON line per capture, every alert included")
+    p.add_argument("--show", type=int, default=10, help="alerts listed per capture in text output (default 10)")
+    p.add_argument("--lenient", action="store_true", help="skip malformed rows instead of stopping at the first")
+    p.add_argument("--timestamp-order", choices=["strict", "sort"], default="strict", help="sort frames whose timestamps go back slightly (can-train-and-test injections)")
+    p.set_defaults(func=_detect)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
