@@ -13,6 +13,7 @@ from torch_geometric.data import Batch, Data
 
 from canids.data.synthetic import generate_captures
 from canids.graphs.build import build_graphs
+from canids.graphs.stream import StreamingGraphBuilder
 from canids.graphs.graphset import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES
 from canids.graphs.vocab import build_vocabulary
 from canids.models.dqn import DQNConfig, QNetwork
@@ -26,13 +27,57 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def windows():
-    """Real window graphs (attacks included) from a small synthetic capture set."""
+def captures():
+    """A small synthetic capture set: attack-free training traffic and attacked test captures."""
     captures = generate_captures(seed=3, scale=0.03, splits=["train_01_attack_free", "test_01_known_vehicle_known_attack"])
     vocab = build_vocabulary([c for c in captures if c.split == "train_01_attack_free"])
-    graphs = build_graphs([c for c in captures if c.split.startswith("test_01")], vocab, window_size=100)
+    return [c for c in captures if c.split.startswith("test_01")], vocab
+
+
+@pytest.fixture(scope="module")
+def windows(captures):
+    """Real window graphs (attacks included)."""
+    tests, vocab = captures
+    graphs = build_graphs(tests, vocab, window_size=100)
     assert 0 < int(graphs.y.sum()) < len(graphs)
     return graphs, vocab
+
+
+def stream_windows(capture, vocab, window_size: int, rng: np.random.Generator) -> list:
+    """Push a capture's frames into a ``StreamingGraphBuilder`` in chunks of random size."""
+    builder = StreamingGraphBuilder(vocab, window_size)
+    out, start = [], 0
+    while start < len(capture):
+        stop = min(start + int(rng.integers(1, 3 * window_size)), len(capture))
+        rows = slice(start, stop)
+        out += builder.push(capture.timestamp[rows], capture.can_id[rows], capture.dlc[rows], capture.payload[rows], capture.label[rows])
+        start = stop
+    return out
+
+
+@pytest.mark.parametrize("window_size", [100, 37])
+def test_streaming_builder_makes_exactly_the_graphs_of_build_graphs(captures, window_size):
+    """Frames pushed in arbitrary chunks give bit-identical window graphs, start times and labels."""
+    tests, vocab = captures
+    rng = np.random.default_rng(window_size)
+    streamed = []
+    for capture in tests:
+        expected = build_graphs([capture], vocab, window_size=window_size)
+        got = stream_windows(capture, vocab, window_size, rng)
+        assert len(got) == len(expected) == len(capture) // window_size
+        for window, arrays, t_start, y in zip(got, window_arrays(expected, with_vocab=True), expected.t_start.tolist(), expected.y.tolist()):
+            for name, a, b in zip(("x", "edge_index", "edge_attr", "u", "node_vocab"), window.arrays(), arrays):
+                assert np.array_equal(a, b), f"{capture.name}: {name} differs"
+            assert (window.t_start, window.label) == (t_start, y)
+        streamed += got
+    assert any(w.label for w in streamed) and any(w.x[:, -1].any() for w in streamed)  # attacks and new IDs were covered
+
+
+def test_streaming_builder_refuses_ragged_frames(captures):
+    tests, vocab = captures
+    builder = StreamingGraphBuilder(vocab, 100)
+    with pytest.raises(ValueError, match=r"one row per frame; got \[3, 3, 2, 3, 3\]"):
+        builder.push(np.zeros(3), np.zeros(3), np.zeros(2), np.zeros((3, 8)))
 
 
 def random_detector(graphs, vocab, vgae_kw: dict, gat_kw: dict, seed: int) -> Detector:
@@ -170,6 +215,34 @@ def test_saved_runtime_runs_without_torch(windows, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert [float(s) for s in out.split()] == [runtime.decide(*w).score for w in sample]
+
+
+def test_raw_frames_to_decisions_without_torch(captures, windows, tmp_path):
+    """The whole in-vehicle path, frames -> window graphs -> decisions, in a process without
+    torch, decides as the torch ``Detector`` does on the recorded capture."""
+    tests, vocab = captures
+    graphs, _ = windows
+    detector = random_detector(graphs, vocab, *STUDENT, seed=4)
+    StreamingDetector.from_detector(detector).save(tmp_path / "detector.npz")
+    capture = max(tests, key=lambda c: c.n_attack)
+    np.savez(tmp_path / "frames.npz", timestamp=capture.timestamp, can_id=capture.can_id, dlc=capture.dlc, payload=capture.payload)
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np\n"
+        "from canids.graphs.stream import StreamingGraphBuilder\n"
+        "from canids.graphs.vocab import Vocabulary\n"
+        "from canids.stages.streaming import StreamingDetector\n"
+        f"d = StreamingDetector.load({str(tmp_path / 'detector.npz')!r}); f = np.load({str(tmp_path / 'frames.npz')!r})\n"
+        "builder = StreamingGraphBuilder(Vocabulary(d.can_ids), d.window_size)\n"
+        "flags = []\n"
+        "for start in range(0, len(f['timestamp']), 64):  # frames arrive 64 at a time\n"
+        "    rows = slice(start, start + 64)\n"
+        "    flags += [d.decide(*w.arrays()).flag for w in builder.push(f['timestamp'][rows], f['can_id'][rows], f['dlc'][rows], f['payload'][rows])]\n"
+        "print(''.join(map(str, flags)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
+    expected = detector.detect_frames(capture)
+    assert out == "".join(map(str, expected.tolist())) and 0 < expected.sum() < len(expected)
 
 
 def test_bad_runtime_files_are_refused_with_the_file_named(windows, tmp_path):

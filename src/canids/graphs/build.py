@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from canids.data.frames import Capture
-from canids.graphs.graphset import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES, GraphSet
+from canids.graphs.features import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES
 from canids.graphs.vocab import Vocabulary
 
 #: Inter-arrival floor (s): two frames of one ID 10 us apart are already impossible on CAN.
@@ -31,6 +31,8 @@ _JITTER_CLIP = 6.0
 
 def build_graphs(captures: list[Capture], vocab: Vocabulary, window_size: int = 100, stride: int | None = None) -> GraphSet:
     """Build the windows of several captures into one ``GraphSet`` (capture order kept)."""
+    from canids.graphs.graphset import GraphSet  # torch; the streaming path (graphs.stream) never needs it
+
     stride = stride or window_size
     if window_size < 2 or stride < 1:
         raise ValueError(f"window_size must be >= 2 and stride >= 1, got {window_size}/{stride}")
@@ -48,7 +50,7 @@ def build_graphs(captures: list[Capture], vocab: Vocabulary, window_size: int = 
     )
 
 
-def frame_features(cap: Capture, vocab: Vocabulary) -> dict[str, np.ndarray]:
+def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None) -> dict[str, np.ndarray]:
     """Per-frame quantities computed once per capture, before windowing.
 
     Every quantity compares a frame with the previous frame of the SAME ID in the same
@@ -60,7 +62,9 @@ def frame_features(cap: Capture, vocab: Vocabulary) -> dict[str, np.ndarray]:
     jitter, change one or two bytes per frame (counters, checksums), and never reappear
     within a millisecond; injected frames break exactly these regularities.
 
-    Causal: a frame only looks back, so the same features can be computed on a live bus.
+    Causal: a frame only looks back, so the same features can be computed on a live bus
+    (``graphs.stream`` does, passing the capture's first timestamp as ``t0``, the warm-up
+    clock, when ``cap`` holds only the recent frames).
     """
     n = len(cap)
     can_id = cap.can_id.astype(np.int64)
@@ -81,7 +85,7 @@ def frame_features(cap: Capture, vocab: Vocabulary) -> dict[str, np.ndarray]:
 
     # First sighting of an ID: "new" unless the capture is still warming up (every ID is
     # new in a capture's first second, and that is not an attack).
-    t_rel_sorted = ts[order] - (ts[0] if n else 0.0)
+    t_rel_sorted = ts[order] - (t0 if t0 is not None else ts[0] if n else 0.0)
     warm = t_rel_sorted < _WARMUP_S
     log_ia_sorted = np.where(has_prev_sorted, np.log10(ia_sorted), np.where(warm, _NEUTRAL_LOG_IA, _LOG_IA_MAX))
     log_ia_sorted = np.clip(log_ia_sorted, _LOG_IA_MIN, _LOG_IA_MAX)
@@ -147,11 +151,17 @@ def _entropy_rows(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:
 
 
 def _build_capture(cap: Capture, vocab: Vocabulary, size: int, stride: int, capture_index: int) -> dict[str, np.ndarray]:
+    return window_graphs(cap, frame_features(cap, vocab), size, stride, capture_index)
+
+
+def window_graphs(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: int, capture_index: int) -> dict[str, np.ndarray]:
+    """The window graphs of ``cap`` (a ``GraphSet`` part) from its per-frame features ``ff``."""
     n = len(cap)
     n_win = (n - size) // stride + 1 if n >= size else 0
     if n_win <= 0:
+        from canids.graphs.graphset import GraphSet
+
         return GraphSet.empty_part()
-    ff = frame_features(cap, vocab)
     if stride == size:
         idx = np.arange(n_win * size)
     else:

@@ -14,20 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-NODE_FEATURES = [
-    "log_ia_mean",
-    "log_ia_min",
-    "log_ia_max",
-    "ia_jitter_mean",
-    "ia_jitter_max",
-    "payload_change_rate",
-    "byte_change_share",
-    "payload_entropy",
-    "byte_std",
-    "new_id_share",
-]
-EDGE_FEATURES = ["log_count", "log_dt_mean_ms", "log_dt_std_ms", "self_loop"]
-GRAPH_FEATURES = ["max_count_share", "fast_repeat_share", "ia_jitter", "new_id_share"]
+from canids.graphs.features import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES  # noqa: F401  (re-exported)
 
 _TENSOR_FIELDS = ("x", "node_vocab", "node_can_id", "edge_index", "edge_attr", "node_ptr", "edge_ptr", "u", "y", "attack_frames", "capture", "attack_type", "t_start")
 
