@@ -9,11 +9,16 @@ window would cap preprocessing at a few thousand windows per second.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from canids.data.frames import Capture
 from canids.graphs.features import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES
 from canids.graphs.vocab import Vocabulary
+
+if TYPE_CHECKING:  # imported where a GraphSet is built: the streaming path (graphs.stream) runs without torch
+    from canids.graphs.graphset import GraphSet
 
 #: Inter-arrival floor (s): two frames of one ID 10 us apart are already impossible on CAN.
 _MIN_IA_S = 1e-5
@@ -31,7 +36,7 @@ _JITTER_CLIP = 6.0
 
 def build_graphs(captures: list[Capture], vocab: Vocabulary, window_size: int = 100, stride: int | None = None) -> GraphSet:
     """Build the windows of several captures into one ``GraphSet`` (capture order kept)."""
-    from canids.graphs.graphset import GraphSet  # torch; the streaming path (graphs.stream) never needs it
+    from canids.graphs.graphset import GraphSet
 
     stride = stride or window_size
     if window_size < 2 or stride < 1:

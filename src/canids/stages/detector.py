@@ -26,6 +26,20 @@ from canids.stages.common import window_loader
 from canids.stages.fusion import VGAECalibration, fusion_state
 
 
+#: The stages whose checkpoints make up a detector, in the order ``from_checkpoints`` takes them.
+DETECTOR_STAGES = ("autoencoder", "curriculum", "fusion")
+
+
+def checkpoint_paths(variant_dir: str | Path) -> dict[str, Path]:
+    """``model.ckpt`` of each detector stage under ``ROOT/{dataset}/{variant}``; refuses an unfinished run."""
+    d = Path(variant_dir)
+    paths = {stage: d / stage / "model.ckpt" for stage in DETECTOR_STAGES}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{d} is not a finished variant run (ROOT/DATASET/VARIANT); missing {', '.join(missing)}")
+    return paths
+
+
 @dataclass
 class Detector:
     vgae: VGAE
@@ -45,8 +59,7 @@ class Detector:
     @classmethod
     def from_run(cls, variant_dir: Path) -> "Detector":
         """From ``ROOT/{dataset}/{variant}`` of a finished run."""
-        d = Path(variant_dir)
-        return cls.from_checkpoints(d / "autoencoder" / "model.ckpt", d / "curriculum" / "model.ckpt", d / "fusion" / "model.ckpt")
+        return cls.from_checkpoints(*checkpoint_paths(variant_dir).values())
 
     @torch.inference_mode()
     def decide(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -134,12 +134,12 @@ class StreamingDetector:
     @classmethod
     def from_run(cls, variant_dir: str | Path) -> "StreamingDetector":
         """From ``ROOT/{dataset}/{variant}`` of a finished run; records each checkpoint's sha256."""
-        from canids.stages.detector import Detector
+        from canids.stages.detector import Detector, checkpoint_paths
         from canids.util import sha256_file
 
-        d = Path(variant_dir)
-        runtime = cls.from_detector(Detector.from_run(d))
-        runtime.meta["sources"] = {stage: sha256_file(d / stage / "model.ckpt") for stage in ("autoencoder", "curriculum", "fusion")}
+        paths = checkpoint_paths(variant_dir)
+        runtime = cls.from_detector(Detector.from_checkpoints(*paths.values()))
+        runtime.meta["sources"] = {stage: sha256_file(path) for stage, path in paths.items()}
         return runtime
 
     def save(self, path: str | Path) -> Path:

@@ -22,6 +22,8 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
+from canids.workflow.settings import TRAINING_STAGES
+
 PACKAGE = "canids"
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -36,7 +38,7 @@ STAGE_ENTRIES: dict[str, tuple[str, ...]] = {
     "fusion": ("canids.stages.fusion", "canids.stages.checkpoints", "canids.workflow.manifest"),
     "evaluation": ("canids.workflow.evaluate",),
 }
-FILE_ONLY: dict[str, tuple[str, ...]] = {stage: ("canids.workflow.train",) for stage in ("autoencoder", "curriculum", "fusion")}
+FILE_ONLY: dict[str, tuple[str, ...]] = {stage: ("canids.workflow.train",) for stage in TRAINING_STAGES}
 
 
 def stage_code_digest(stage: str) -> str:
