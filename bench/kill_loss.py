@@ -64,6 +64,13 @@ def resume_state(resume_dir: Path) -> dict:
         return {}
 
 
+def _holds_log(proc: Path, rule: str) -> bool:
+    try:
+        return any(os.readlink(fd).endswith(f"/{rule}.log") for fd in (proc / "fd").iterdir())
+    except OSError:
+        return False
+
+
 def training_pid(workdir: Path) -> int | None:
     marker = f"{workdir}/.snakemake/scripts/"
     for entry in Path("/proc").iterdir():
@@ -72,7 +79,8 @@ def training_pid(workdir: Path) -> int | None:
                 argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0")]
             except OSError:
                 continue
-            if "python" in argv[0] and any(a.startswith(marker) and a.endswith(".autoencoder.py") for a in argv):
+            # every stage rule runs workflow/scripts/stage.py; the job log it holds open names the rule
+            if "python" in argv[0] and any(a.startswith(marker) and a.endswith(".stage.py") for a in argv) and _holds_log(entry, "autoencoder"):
                 return int(entry.name)
     return None
 

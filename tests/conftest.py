@@ -37,6 +37,21 @@ TINY_CONFIG = {
 }
 
 
+#: Fixtures that run a pipeline (or need the SLURM cluster): a test using one is marked for it.
+PIPELINE_FIXTURES = {"tiny_run", "pipeline_run", "prepared_upstream"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that runs a pipeline as ``integration``, and every SLURM test as ``slurm``,
+    so that ``pytest -m "not integration and not slurm"`` is the fast unit suite."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & PIPELINE_FIXTURES or "slurm_cluster" in names:
+            item.add_marker(pytest.mark.integration)
+        if "slurm_cluster" in names:
+            item.add_marker(pytest.mark.slurm)
+
+
 def snakemake(args: list[str], workdir: Path, *, env: dict | None = None, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
     """Run Snakemake on the project's workflow from ``workdir``, always under ``timeout -k``."""
     full_env = {k: v for k, v in os.environ.items() if k != "CAN_EXPERIMENT_ROOT"}  # outputs go under workdir unless asked
@@ -46,6 +61,27 @@ def snakemake(args: list[str], workdir: Path, *, env: dict | None = None, timeou
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def workflow_rules(snakefile: Path | None = None, workdir: Path | None = None) -> dict[str, dict]:
+    """Each rule of a Snakefile as Snakemake itself reads it (no job runs): its ``threads`` and named ``outputs``."""
+    import tempfile
+
+    snakefile = snakefile or REPO / "workflow" / "Snakefile"
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="canids-rules-"))
+    code = (
+        "import json, pathlib\n"
+        "from snakemake.api import SnakemakeApi\n"
+        "from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings\n"
+        "with SnakemakeApi(OutputSettings(quiet=True)) as api:\n"
+        f"    wf = api.workflow(ResourceSettings(), ConfigSettings(), snakefile=pathlib.Path({str(snakefile)!r}), workdir=pathlib.Path({str(workdir)!r}))\n"
+        "    rules = {r.name: {'threads': r.resources['_cores'].value if '_cores' in r.resources else 1, 'outputs': sorted(r.output._names)} for r in wf._workflow.rules}\n"
+        "    print(json.dumps(rules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CAN_EXPERIMENT_ROOT"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=workdir, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

@@ -128,23 +128,24 @@ def test_unsafe_name_in_catalog_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "key"),
+    ("text", "message"),
     [
-        ("datasets:\n  a:\n    format: csv\n", "datasets.a.format"),
-        ("datasets:\n  a:\n    splits: []\n", "datasets.a.splits"),
-        ("datasets:\n  a:\n    generated: maybe\n", "datasets.a.generated"),
-        ("datasets:\n  a:\n    timestamp_order: sorted\n", "datasets.a.timestamp_order"),
-        ("datasets:\n  a:\n    timestamp_order: true\n", "datasets.a.timestamp_order"),
-        ("datasets:\n  a:\n    colour: red\n", "datasets.a"),
-        ("datasets:\n  a: {}\nextra: 1\n", "<top level>"),
-        ("all: []\ndatasets:\n  a: {}\n", "all"),
-        ("version: 1\n", "<top level>"),
+        ("datasets:\n  a:\n    format: csv\n", "datasets.a.format: expected one of ctt, hcrl_ch, hcrl_ch_txt, hcrl_sa, auto, got 'csv'"),
+        ("datasets:\n  a:\n    splits: []\n", "datasets.a.splits: expected a non-empty list of strings, got []"),
+        ("datasets:\n  a:\n    generated: maybe\n", "datasets.a.generated: expected true or false, got 'maybe'"),
+        ("datasets:\n  a:\n    timestamp_order: sorted\n", "datasets.a.timestamp_order: expected one of strict, sort, got 'sorted'"),
+        ("datasets:\n  a:\n    timestamp_order: true\n", "datasets.a.timestamp_order: expected one of strict, sort, got true"),
+        ("datasets:\n  a:\n    colour: red\n", "datasets.a.colour: unknown key 'colour'; allowed keys: description, format, generated, path, required_splits, splits, timestamp_order"),
+        ("datasets:\n  a: {}\nextra: 1\n", "extra: unknown key 'extra'; allowed keys: all, datasets, version"),
+        ("all: []\ndatasets:\n  a: {}\n", "all: expected a non-empty list of strings, got []"),
+        ("version: 1\n", "datasets: missing required field; expected an object"),
     ],
 )
-def test_schema_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+def test_schema_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write_catalog(tmp_path, text)
     with pytest.raises(CatalogError) as info:
-        load_catalog(write_catalog(tmp_path, text), data_root=tmp_path)
-    assert f"  {key}:" in str(info.value)
+        load_catalog(path, data_root=tmp_path)
+    assert str(info.value) == f"{path}: {message}"
 
 
 def test_all_must_name_defined_datasets(tmp_path: Path) -> None:

@@ -13,19 +13,14 @@ import yaml
 from snakemake.utils import update_config
 
 from canids.cli import main as cli
+from canids.settings import EXTRA_ARGS, load_settings, to_plain
+from canids.shape import SIZES, STAGE_NAMES
 from canids.util import sha256_file
+from canids.workflow.config import ConfigSources, JobSpecError, load_spec, validate_spec, workflow_settings
 from canids.workflow.dag import Pipeline
-from canids.workflow.jobspec import (
-    ConfigSources,
-    JobSpecError,
-    check_job_specs,
-    export_bundle,
-    load_spec,
-    pinnable,
-    validate_spec,
-)
+from canids.workflow.export import export_bundle
 from canids.workflow.manifest import load_manifest, write_manifest
-from canids.workflow.settings import EXTRA_ARG_TYPES
+from canids.workflow.pins import pinnable
 
 from conftest import REPO
 
@@ -52,7 +47,7 @@ def pipeline(root: Path, **spec) -> Pipeline:
     config = copy.deepcopy(BASE_CONFIG)
     update_config(config, copy.deepcopy(spec))
     config["experiment_root"] = str(root)
-    return Pipeline.from_config(config, ConfigSources([(SPEC_LABEL, spec)]))
+    return Pipeline.from_settings(load_settings(config), ConfigSources([(SPEC_LABEL, spec)]))
 
 
 def pipeline_error(root: Path, **spec) -> str:
@@ -116,7 +111,7 @@ def test_bad_name_is_rejected():
 
 def test_empty_dataset_list():
     msg = spec_error({**GOOD, "datasets": []})
-    assert msg == "jobs/x.json: datasets: expected \"all\" or a non-empty list of dataset names from config/datasets.yaml such as [\"hcrl_sa\"], got []"
+    assert msg == "jobs/x.json: datasets: expected \"all\" or a non-empty list of dataset names from the catalog (config/datasets.yaml) such as [\"hcrl_sa\"], got []"
 
 
 def test_unknown_dataset(tmp_path):
@@ -130,7 +125,7 @@ def test_all_means_the_six_automotive_datasets(tmp_path):
 
 def test_unknown_training_type():
     msg = spec_error({**GOOD, "training_types": ["autoencoder", "pretrain"]})
-    assert msg == "jobs/x.json: training_types[1]: expected one of autoencoder, curriculum, fusion, evaluation, preprocess, got 'pretrain'"
+    assert msg == f"jobs/x.json: training_types[1]: expected one of {', '.join(STAGE_NAMES)}, got 'pretrain'"
 
 
 def test_training_types_in_any_order_make_the_targets(tmp_path):
@@ -141,15 +136,19 @@ def test_training_types_in_any_order_make_the_targets(tmp_path):
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("epochs", "5; rm -rf ~", "extra_args.epochs: expected an integer >= 1, got '5; rm -rf ~'"),
-        ("epochs", 5.0, "extra_args.epochs: expected an integer >= 1, got 5.0"),
-        ("epochs", True, "extra_args.epochs: expected an integer >= 1, got true"),
-        ("epochs", 0, "extra_args.epochs: expected an integer >= 1, got 0"),
-        ("batch_size", [16], "extra_args.batch_size: expected an integer >= 1, got [16]"),
+        ("epochs", "5; rm -rf ~", "extra_args.epochs: expected an integer >= 1 and <= 10000, got '5; rm -rf ~'"),
+        ("epochs", 5.0, "extra_args.epochs: expected an integer >= 1 and <= 10000, got 5.0"),
+        ("epochs", True, "extra_args.epochs: expected an integer >= 1 and <= 10000, got true"),
+        ("epochs", 0, "extra_args.epochs: expected an integer >= 1 and <= 10000, got 0"),
+        ("epochs", 10**6, "extra_args.epochs: expected an integer >= 1 and <= 10000, got 1000000"),
+        ("batch_size", [16], "extra_args.batch_size: expected an integer >= 1 and <= 1000000, got [16]"),
         ("optimize_batch_size", "yes", "extra_args.optimize_batch_size: expected true or false, got 'yes'"),
-        ("learning_rate", "0.01", "extra_args.learning_rate: expected a number > 0, got '0.01'"),
-        ("window_size", 1, "extra_args.window_size: expected an integer >= 2, got 1"),
-        ("seed", -1, "extra_args.seed: expected an integer >= 0, got -1"),
+        ("learning_rate", "0.01", "extra_args.learning_rate: expected a number > 0 and <= 10, got '0.01'"),
+        ("learning_rate", float("nan"), "extra_args.learning_rate: expected a number > 0 and <= 10, got nan"),
+        ("learning_rate", float("inf"), "extra_args.learning_rate: expected a number > 0 and <= 10, got inf"),
+        ("window_size", 1, "extra_args.window_size: expected an integer >= 2 and <= 100000, got 1"),
+        ("seed", -1, "extra_args.seed: expected an integer >= 0 and <= 4294967295, got -1"),
+        ("seed", 2**32, "extra_args.seed: expected an integer >= 0 and <= 4294967295, got 4294967296"),
         ("teacher_path", 3, "extra_args.teacher_path: expected a non-empty path template"),
         ("dependency_manifest", "", "extra_args.dependency_manifest: expected a non-empty manifest path template"),
         ("accelerator", "tpu", "extra_args.accelerator: expected one of auto, cpu, cuda, got 'tpu'"),
@@ -161,7 +160,7 @@ def test_extra_args_of_the_wrong_type(key, value, expected):
 
 def test_unknown_extra_args_key_lists_the_allowed_ones():
     msg = spec_error({**GOOD, "extra_args": {"epoch": 5}})
-    allowed = ", ".join(sorted(EXTRA_ARG_TYPES))
+    allowed = ", ".join(sorted(EXTRA_ARGS))
     assert msg == f"jobs/x.json: extra_args.epoch: unknown key 'epoch'; allowed keys: {allowed}"
 
 
@@ -174,21 +173,25 @@ def test_every_problem_is_listed_at_once():
     assert msg.splitlines()[0] == "invalid job spec:" and len(msg.splitlines()) == 5
 
 
-def test_extra_args_schema_matches_the_settings_types():
-    """The schema is the one list users see; settings.EXTRA_ARG_TYPES is what stage_settings reads."""
-    schema = json.loads((REPO / "workflow/schemas/jobspec.schema.json").read_text())
-    props = schema["properties"]["extra_args"]["properties"]
-    assert set(props) == set(EXTRA_ARG_TYPES)
-    jsonish = {"integer": (int,), "boolean": (bool,), "number": (float, int), "string": (str,)}
-    for key, types in EXTRA_ARG_TYPES.items():
-        if "type" in props[key]:
-            assert jsonish[props[key]["type"]] == types, key
+def _leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict) and key not in ("extra_args", "dependency_manifests"):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
-def test_spec_schema_accepts_every_config_key():
-    config_schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    spec_schema = json.loads((REPO / "workflow/schemas/jobspec.schema.json").read_text())
-    assert set(config_schema["properties"]) <= set(spec_schema["properties"])
+@pytest.mark.parametrize("key", sorted(k for k, targets in EXTRA_ARGS.items() if targets))
+def test_each_extra_arg_sets_every_setting_it_names_and_nothing_else(key):
+    """What a stage trains with (load_settings) changes exactly where EXTRA_ARGS says."""
+    value = {"accelerator": "cpu", "optimize_batch_size": False, "teacher_path": "/teachers/{dataset}", "learning_rate": 0.125}.get(key, 3)
+    validate_spec({**GOOD, "extra_args": {key: value}}, SPEC_LABEL)
+    before = dict(_leaves(to_plain(load_settings(BASE_CONFIG))))
+    after = dict(_leaves(to_plain(load_settings({**BASE_CONFIG, "extra_args": {key: value}}))))
+    changed = {path for path in before if before[path] != after[path] and path != "extra_args"}
+    expected = {t.replace("*", size) for t in EXTRA_ARGS[key] for size in SIZES}
+    assert all(after[path] == value for path in expected), key
+    assert changed <= expected and changed, (key, changed)
 
 
 def test_no_spec_value_reaches_a_shell():
@@ -205,12 +208,48 @@ def test_config_layers_are_checked_and_named(tmp_path):
     spec.write_text(json.dumps(GOOD))
     other = tmp_path / "tiny.yaml"
     other.write_text("extra_args: {steps: many}\n")
-    with pytest.raises(JobSpecError, match=r"^tiny\.yaml: extra_args\.steps: expected an integer >= 1 \(fusion DQN steps\), got 'many'$"):
-        check_job_specs({}, [spec.absolute(), other.absolute()])
-    with pytest.raises(JobSpecError, match=r"^--config: variant: expected one of teacher, student, student_kd, got 'huge'$"):
-        check_job_specs({}, [spec.absolute()], {"variant": "huge"})
-    sources = check_job_specs({}, [spec.absolute()], {"variant": "student"})
+
+    def layers(files, cli_config=None):
+        config = copy.deepcopy(BASE_CONFIG)
+        for f in files:
+            update_config(config, json.loads(f.read_text()) if f.suffix == ".json" else yaml.safe_load(f.read_text()))
+        update_config(config, copy.deepcopy(cli_config or {}))
+        return workflow_settings(config, files, cli_config)
+
+    with pytest.raises(JobSpecError, match=r"^tiny\.yaml: extra_args\.steps: expected an integer >= 1 and <= 10000000, got 'many'$"):
+        layers([spec.absolute(), other.absolute()])
+    with pytest.raises(JobSpecError, match=r"^--config: variant: expected one of teacher, student, student_kd \(or null\), got 'huge'$"):
+        layers([spec.absolute()], {"variant": "huge"})
+    settings, sources = layers([spec.absolute()], {"variant": "student"})
+    assert settings.selected_variants() == ["student"] and settings.autoencoder.teacher.epochs == 5
     assert sources.origin("extra_args") == "jobs/a.json" and sources.origin("variant") == "--config" and sources.origin("synthetic") == "config/config.yaml"
+
+
+def test_nested_command_line_values_get_the_type_their_setting_declares():
+    """`--config preprocess='{window_size: 50}'` arrives as {"window_size": "50"} (YAML base loader)."""
+    config = copy.deepcopy(BASE_CONFIG)
+    cli_layer = {"preprocess": {"window_size": "50", "strict": "false"}, "extra_args": {"epochs": "2", "learning_rate": "1e-3"}, "distillation": {"teacher_path": "null"}}
+    update_config(config, copy.deepcopy(cli_layer))
+    settings, _ = workflow_settings(config, [], cli_layer)
+    assert settings.preprocess.window_size == 50 and settings.preprocess.strict is False
+    assert settings.autoencoder.student.epochs == 2 and settings.fusion.teacher.learning_rate == 1e-3
+    assert config["preprocess"]["window_size"] == 50  # the jobs see the typed value too
+    bad = {"preprocess": {"window_size": "fifty"}}
+    update_config(config, copy.deepcopy(bad))
+    with pytest.raises(JobSpecError, match=r"^--config: preprocess\.window_size: expected an integer >= 2 and <= 100000, got 'fifty'$"):
+        workflow_settings(config, [], bad)
+
+
+def test_non_finite_numbers_in_a_json_spec_are_refused(tmp_path):
+    for text, what in (('{"name": "x", "datasets": ["hcrl_sa"], "training_types": ["fusion"], "fusion": {"teacher": {"gamma": NaN}}}', "NaN"), ('{"name": "x", "extra_args": {"learning_rate": Infinity}}', "Infinity")):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        with pytest.raises(JobSpecError, match=rf"bad\.json: not valid JSON: {what} is not a number JSON allows"):
+            load_spec(bad)
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"name": "x", "datasets": ["hcrl_sa"], "training_types": ["fusion"], "fusion": {"teacher": {"gamma": 1e999}}}')
+    with pytest.raises(JobSpecError, match=r"huge\.json: fusion\.teacher\.gamma: expected a number >= 0 and <= 1, got inf"):
+        load_spec(huge)
 
 
 def test_example_specs_and_bundles_are_valid():
@@ -232,7 +271,7 @@ def test_spec_check_cli_reports_the_field(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**GOOD, "extra_args": {"epochs": "5; rm -rf ~"}}))
     assert cli(["spec", "check", str(bad)]) == 1
-    assert f"{bad}: extra_args.epochs: expected an integer >= 1, got '5; rm -rf ~'" in capsys.readouterr().err
+    assert f"{bad}: extra_args.epochs: expected an integer >= 1 and <= 10000, got '5; rm -rf ~'" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ templates

@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 
 from canids.cli import main as cli
+from canids.shape import STAGE_NAMES
 from canids.util import sha256_file
 
 from conftest import REPO, load_json, snakemake
+
+#: Every test here runs Snakemake (a dry run at least): the integration suite.
+pytestmark = pytest.mark.integration
 
 DATASETS = ("hcrl_ch", "hcrl_sa", "set_01", "set_02", "set_03", "set_04")
 SPLITS = ("train_01_attack_free", "train_02_with_attacks", "test_01_known_vehicle_known_attack")
@@ -98,11 +102,11 @@ def test_dry_run_with_slurm_profile_prints_rule_dataset_and_resources(tmp_path, 
 
 GOOD = {"name": "bad_job", "datasets": ["hcrl_sa"], "training_types": ["autoencoder"]}
 BAD = {
-    "malicious_epochs": ({**GOOD, "extra_args": {"epochs": "5; rm -rf ~"}}, "bad.json: extra_args.epochs: expected an integer >= 1, got '5; rm -rf ~'"),
+    "malicious_epochs": ({**GOOD, "extra_args": {"epochs": "5; rm -rf ~"}}, "bad.json: extra_args.epochs: expected an integer >= 1 and <= 10000, got '5; rm -rf ~'"),
     "missing_name": ({"datasets": ["hcrl_sa"], "training_types": ["autoencoder"]}, "bad.json: name: missing required field; expected a job name"),
     "unknown_dataset": ({**GOOD, "datasets": ["hcrl_zz"]}, "bad.json: datasets[0]: unknown dataset 'hcrl_zz'; expected \"all\" or one of hcrl_ch, hcrl_sa"),
     "empty_datasets": ({**GOOD, "datasets": []}, "bad.json: datasets: expected \"all\" or a non-empty list of dataset names"),
-    "unknown_training_type": ({**GOOD, "training_types": ["vgae"]}, "bad.json: training_types[0]: expected one of autoencoder, curriculum, fusion, evaluation, preprocess, got 'vgae'"),
+    "unknown_training_type": ({**GOOD, "training_types": ["vgae"]}, f"bad.json: training_types[0]: expected one of {', '.join(STAGE_NAMES)}, got 'vgae'"),
     "unknown_extra_arg": ({**GOOD, "extra_args": {"lr": 0.1}}, "bad.json: extra_args.lr: unknown key 'lr'; allowed keys: accelerator, batch_size"),
     "template_without_dataset": ({**GOOD, "datasets": "all", "dependency_manifests": {"default": "/pins/m.json"}}, "bad.json: dependency_manifests.default: template '/pins/m.json' has no {dataset} placeholder but applies to 6 datasets"),
     "missing_manifest": ({**GOOD, "dependency_manifests": {"hcrl_sa": "{experiment_root}/pins/{dataset}.json"}}, "bad.json: dependency_manifests.hcrl_sa: manifest for dataset 'hcrl_sa' not found: "),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch_geometric.nn import GATv2Conv, global_max_pool, global_mean_pool
@@ -10,6 +12,7 @@ from canids.graphs.graphset import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES
 from canids.models import lean
 from canids.models.gat import GATClassifier, GATConfig
 from canids.models.vgae import VGAE, VGAEConfig, window_score
+from canids.settings import GATArchitecture, VGAEArchitecture
 
 
 def random_graphs(n_graphs: int = 5, seed: int = 0):
@@ -56,8 +59,8 @@ def test_models_give_the_same_outputs_through_both_paths():
     torch.manual_seed(0)
     batch = random_graphs(6, seed=2)
     dims = dict(node_dim=len(NODE_FEATURES), edge_dim=len(EDGE_FEATURES), graph_dim=len(GRAPH_FEATURES), vocab_size=3)
-    gat = GATClassifier(GATConfig(**dims, hidden=8, heads=2, layers=2, dropout=0.0))
-    vgae = VGAE(VGAEConfig(**dims, hidden=8, heads=2, layers=2, latent=6))
+    gat = GATClassifier(GATConfig.of(dataclasses.replace(GATArchitecture(), hidden=8, heads=2, layers=2, dropout=0.0), **dims))
+    vgae = VGAE(VGAEConfig.of(dataclasses.replace(VGAEArchitecture(), hidden=8, heads=2, layers=2, latent=6), **dims))
     with torch.no_grad():
         gat.train()
         vgae.train()

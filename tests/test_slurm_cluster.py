@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import workflow_rules
+
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE_DIR = REPO / "profiles" / "slurm"
@@ -221,6 +223,7 @@ def test_smoke_workflow_through_profile(slurm_cluster, tmp_path, monkeypatch):
         by_rule.setdefault(r["Comment"].split("_wildcards")[0], []).append(r)
     assert sorted(by_rule) == ["rule_autoencoder", "rule_preprocess"], ours
 
+    threads = {name: r["threads"] for name, r in workflow_rules(SMOKE_SNAKEFILE).items()}
     for rule, gpu in (("preprocess", False), ("autoencoder", True)):
         (row,) = by_rule[f"rule_{rule}"]  # exactly one job: no retry happened
         want = _profile_resources(rule)
@@ -228,12 +231,12 @@ def test_smoke_workflow_through_profile(slurm_cluster, tmp_path, monkeypatch):
         assert row["Account"] == want["slurm_account"] == slurm_cluster["CANIDS_SLURM_ACCOUNT"], row
         assert row["Partition"] == want["slurm_partition"], row
         assert row["ReqMem"] == f"{want['mem_mb']}M", (row, want)
-        assert row["AllocCPUS"] == str(want["cpus_per_task"]), (row, want)
+        assert row["AllocCPUS"] == str(threads[rule]), (row, threads)  # a rule's CPUs are its threads
         assert row["Timelimit"] == _minutes_to_slurm(want["runtime"]), (row, want)
         assert ("gres/gpu=1" in row["AllocTRES"].split(",")) is gpu, row
         # What the job itself saw (the smoke rules write it).
         seen = (workdir / f"{rule}.txt").read_text()
-        assert f"job={row['JobID']} " in seen and f"cpus={want['cpus_per_task']} " in seen, seen
+        assert f"job={row['JobID']} " in seen and f"cpus={threads[rule]} " in seen, seen
         assert ("gpus=none" in seen) is (not gpu), seen
 
 

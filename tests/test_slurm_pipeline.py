@@ -6,7 +6,11 @@ concurrency tests run Snakemake with --cores and need no cluster. Every Snakemak
 under `timeout -k`.
 
 Training is slowed with the test-only knob CANIDS_TEST_EPOCH_SLEEP_S (seconds added to every
-epoch, see canids.stages.common) so that a kill lands mid-run.
+epoch, see canids.stages.callbacks) so that a kill lands mid-run. The training machinery itself
+(wall-time stop, atomic checkpoints, the resumable curve) is unit-tested in tests/test_trainer.py.
+
+Every wait here is for a state, with a generous ceiling; no test asserts that something happened
+within a number of seconds.
 
 Timings measured here (2 cores, gVisor; a SLURM job costs ~15-20 s more than the same rule
 under --cores, mostly the executor plugin's status polling; whole file ~6.5 min):
@@ -16,7 +20,6 @@ under --cores, mostly the executor plugin's status polling; whole file ~6.5 min)
 - test_kill9_mid_training_then_rerun_resumes (local) ...................... ~25 s
 - test_time_limit_stops_cleanly_and_retry_resumes ......................... ~110 s
 - test_two_variants_train_at_once_and_second_invocation_is_locked (local) . ~25 s
-- the resume machinery without Snakemake (toy module) ..................... ~10 s
 """
 
 from __future__ import annotations
@@ -34,13 +37,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PROFILE_DIR, REPO, SNAKEMAKE, TINY_CONFIG, slurm_submit_env
+from conftest import PROFILE_DIR, REPO, SNAKEMAKE, TINY_CONFIG, slurm_submit_env, workflow_rules
+
+from canids.shape import STAGE_NAMES, TRAINING_STAGES
 
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 ROOT = "experiment_runs"  # experiment root, relative to the Snakemake working directory
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
-RULES = ("generate_synthetic", "preprocess", "autoencoder", "curriculum", "fusion", "evaluation")
-GPU_RULES = {"autoencoder", "curriculum", "fusion"}
+RULES = ("generate_synthetic", *STAGE_NAMES)
+GPU_RULES = set(TRAINING_STAGES)  # the profile gives the training rules a GPU
 EPOCH_RE = re.compile(r"^\[VGAEModule\] epoch (\d+)/(\d+) ", re.M)
 RESUME_RE = re.compile(r"^\[VGAEModule\] resuming from (\S+) at epoch (\d+)/(\d+) \((\d+) epochs done", re.M)
 
@@ -97,16 +102,22 @@ class Background:
         return self.out.read_text() + self.err.read_text()
 
 
-def _wait_for(what: str, predicate, timeout: float, interval: float = 0.25, alive: Background | None = None):
+def _wait_for(what, predicate, timeout: float, interval: float = 0.25, alive: Background | None = None):
+    """Poll ``predicate`` until it is true; ``timeout`` is a ceiling for a hang, not a speed requirement.
+
+    ``what`` is a description, or a callable giving one, evaluated when the wait fails (so it can
+    show the latest state seen).
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
+        describe = what() if callable(what) else what
         if alive is not None and alive.proc.poll() is not None:
-            raise AssertionError(f"snakemake ended (rc={alive.proc.returncode}) while waiting for {what}:\n{alive.text()[-6000:]}")
+            raise AssertionError(f"snakemake ended (rc={alive.proc.returncode}) while waiting for {describe}:\n{alive.text()[-6000:]}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {describe}")
         time.sleep(interval)
 
 
@@ -178,8 +189,11 @@ def _settled(row: dict[str, str]) -> bool:
     return row["State"].split(" ")[0] in TERMINAL and bool(row.get("AllocTRES")) and re.fullmatch(r"\d+(\.\d+)?[KMGT]", row.get("ReqMem", "1M")) is not None
 
 
-def _jobs_of(workdir: Path, count: int, timeout: float = 60) -> list[dict[str, str]]:
-    """sacct rows of the jobs run from `workdir`, once `count` of them are finished and complete."""
+def _jobs_of(workdir: Path, count: int, timeout: float = 180) -> list[dict[str, str]]:
+    """sacct rows of the jobs run from `workdir`, once `count` of them are finished and complete.
+
+    Called after Snakemake returned, so the jobs exist; the wait covers slurmdbd's accounting lag.
+    """
     fields = ["JobID", "State", "ExitCode", "Comment", "Partition", "Account", "ReqMem", "AllocCPUS", "Timelimit", "AllocTRES", "WorkDir", "Start", "End"]
     got: list[dict[str, str]] = []
 
@@ -188,7 +202,7 @@ def _jobs_of(workdir: Path, count: int, timeout: float = 60) -> list[dict[str, s
         got = [r for r in _sacct(["-S", "now-3hours"], fields) if r["WorkDir"] == str(workdir)]
         return len(got) >= count and all(_settled(r) for r in got)
 
-    _wait_for(f"{count} settled sacct rows for {workdir} (have {got})", ready, timeout, interval=0.5)
+    _wait_for(lambda: f"{count} settled sacct rows for {workdir} (last seen: {got})", ready, timeout, interval=0.5)
     return sorted(got, key=lambda r: int(r["JobID"]))
 
 
@@ -266,6 +280,7 @@ def test_pipeline_through_slurm_profile(slurm_cluster, tmp_path):
     for r in rows:
         by_rule.setdefault(_rule_of(r), []).append(r)
     assert sorted(by_rule) == sorted(RULES), rows
+    threads = {name: r["threads"] for name, r in workflow_rules().items()}
     for rule in RULES:
         (row,) = by_rule[rule]  # exactly one job per rule: nothing was retried
         want = _profile_resources(rule, env)
@@ -273,7 +288,7 @@ def test_pipeline_through_slurm_profile(slurm_cluster, tmp_path):
         assert row["Account"] == want["slurm_account"] == slurm_cluster["CANIDS_SLURM_ACCOUNT"], row
         assert row["Partition"] == want["slurm_partition"], row
         assert row["ReqMem"] == f"{want['mem_mb']}M", (row, want)
-        assert row["AllocCPUS"] == str(want["cpus_per_task"]), (row, want)
+        assert row["AllocCPUS"] == str(threads[rule]), (row, threads[rule])  # a rule's CPUs are its threads
         assert row["Timelimit"] == _minutes(want["runtime"]), (row, want)
         assert ("gres/gpu=1" in row["AllocTRES"].split(",")) is (rule in GPU_RULES), row
         assert (workdir / "slurm_logs" / f"rule_{rule}").is_dir()
@@ -366,8 +381,18 @@ def test_kill9_mid_training_then_rerun_resumes(prepared_upstream, tmp_path):
     assert load_manifest(p["manifest"], stage="autoencoder").data["metrics"]["epochs_run"] == epochs
 
 
+def _writes_log_of(proc: Path, rule: str) -> bool:
+    """Whether process ``proc`` (a /proc entry) has the job log of ``rule`` open."""
+    try:
+        return any(os.readlink(fd).endswith(f"/{rule}.log") for fd in (proc / "fd").iterdir())
+    except OSError:
+        return False
+
+
 def _training_pid(workdir: Path, rule: str) -> int:
-    """The python process running this working directory's `rule` script (Snakemake runs it as a child)."""
+    """The python process running this working directory's `rule` job (Snakemake runs it as a child).
+
+    Every stage rule runs workflow/scripts/stage.py; the job log it holds open tells which rule it is."""
     marker = f"{workdir}/.snakemake/scripts/"
     found = []
     for entry in Path("/proc").iterdir():
@@ -377,7 +402,7 @@ def _training_pid(workdir: Path, rule: str) -> int:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(a.decode(errors="replace").startswith(marker) and a.endswith(f".{rule}.py".encode()) for a in argv) and b"python" in argv[0]:
+        if any(a.decode(errors="replace").startswith(marker) and a.endswith(b".stage.py") for a in argv) and b"python" in argv[0] and _writes_log_of(entry, rule):
             found.append(int(entry.name))
     assert len(found) == 1, f"expected one training process, found {found}"
     return found[0]
@@ -389,18 +414,26 @@ def _training_pid(workdir: Path, rule: str) -> int:
 @pytest.mark.slurm
 @pytest.mark.integration
 def test_time_limit_stops_cleanly_and_retry_resumes(slurm_cluster, prepared_upstream, tmp_path):
-    """A 1-minute limit for 14 epochs of >= 3 s (test sleep) after ~12 s of start-up: attempt 1 stops itself
-    (exit 75) with resume state saved, attempt 2 (the profile doubles the limit) continues."""
-    epochs = 14
+    """Attempt 1 (1-minute limit) stops itself before the limit (exit 75) with resume state saved;
+    attempt 2 (4 minutes) continues from it and finishes.
+
+    The margins make the self-stop certain, however fast or slow the machine: the 16 epochs take
+    >= 48 s (3 s of test sleep each), but the guard keeps 1.5 x the longest epoch + 20 s free of the
+    job's ~55-59 s, so at most ~35 s of training fit in attempt 1 and it must stop. SLURM could
+    only kill it first if one epoch took over ~25 s (or start-up took ~a minute), and it kills at
+    the next time-limit check after the limit, not exactly at it. Attempt 2 needs <= 15 epochs
+    (< 1 minute) of its 4.
+    """
+    epochs = 16
     workdir = _copy_prepared(prepared_upstream, tmp_path / "run")
     config = _config(tmp_path, epochs=epochs, patience=100)
     profile = tmp_path / "profile"
     profile.mkdir()
     cfg = yaml.safe_load((PROFILE_DIR / "config.yaml").read_text())
-    cfg["set-resources"]["autoencoder"]["runtime"] = "attempt"  # minutes: 1, then 2 on the retry
+    cfg["set-resources"]["autoencoder"]["runtime"] = "1 if attempt == 1 else 4"  # minutes
     (profile / "config.yaml").write_text(yaml.safe_dump(cfg))
     p = _paths(workdir)
-    env = slurm_submit_env(slurm_cluster, CANIDS_TEST_EPOCH_SLEEP_S="3", CANIDS_WALLTIME_MARGIN_S="8")
+    env = slurm_submit_env(slurm_cluster, CANIDS_TEST_EPOCH_SLEEP_S="3", CANIDS_WALLTIME_MARGIN_S="20")
     try:
         _run(workdir, ["--profile", str(profile), str(p["manifest"].relative_to(workdir)), "--configfile", str(config)], env, timeout=420)
     finally:
@@ -409,19 +442,21 @@ def test_time_limit_stops_cleanly_and_retry_resumes(slurm_cluster, prepared_upst
     rows = [r for r in _jobs_of(workdir, 2) if _rule_of(r) == "autoencoder"]
     assert len(rows) == 2, rows
     first, second = rows
-    assert first["Timelimit"] == "00:01:00" and second["Timelimit"] == "00:02:00", rows
-    assert second["State"] == "COMPLETED", rows
+    assert first["Timelimit"] == "00:01:00" and second["Timelimit"] == "00:04:00", rows
     first_slurm_log = (workdir / "slurm_logs" / "rule_autoencoder" / "synthetic_teacher" / f"{first['JobID']}.log").read_text()
     second_slurm_log = (workdir / "slurm_logs" / "rule_autoencoder" / "synthetic_teacher" / f"{second['JobID']}.log").read_text()
-    if first["State"] != "TIMEOUT":
-        assert first["State"] == "FAILED", first
-        assert "stopping before the job's time limit" in first_slurm_log, first_slurm_log[-4000:]
-        assert "non-zero exit status 75" in first_slurm_log, first_slurm_log[-4000:]
+    # Attempt 1 stopped itself (not killed by SLURM at the limit: that would be TIMEOUT).
+    assert first["State"] == "FAILED", (first, first_slurm_log[-4000:])
     done_first = [int(m[0]) for m in EPOCH_RE.findall(first_slurm_log)]
+    assert done_first and done_first == list(range(1, len(done_first) + 1)) and len(done_first) < epochs, first_slurm_log[-4000:]
+    stop = re.search(r"stopping before the job's time limit after epoch (\d+)/(\d+) .*resume state saved; exiting with 75", first_slurm_log)
+    assert stop and int(stop[1]) == done_first[-1], first_slurm_log[-4000:]
+    assert "non-zero exit status 75" in first_slurm_log, first_slurm_log[-4000:]
+    assert second["State"] == "COMPLETED", rows
     resumed = RESUME_RE.search(second_slurm_log)
     assert resumed, second_slurm_log[-4000:]
     restored = int(resumed[4])
-    assert restored >= 1 and len(done_first) - restored <= 1, (done_first, resumed[0])
+    assert restored == len(done_first), ("a self-stop saves the last finished epoch: none lost", done_first, resumed[0])
     assert [int(m[0]) for m in EPOCH_RE.findall(second_slurm_log)] == list(range(restored + 1, epochs + 1))
     assert _val_epochs(p["out_dir"] / "training_curves.csv") == list(range(epochs))
 
@@ -520,123 +555,3 @@ def test_two_variants_train_at_once_and_second_invocation_is_locked(prepared_ups
         from canids.workflow.manifest import load_manifest
 
         load_manifest(p["manifest"], stage="autoencoder")
-
-
-# ---------------------------------------------------------------- the resume machinery itself (fast, no Snakemake)
-
-
-def test_parse_slurm_duration():
-    from canids.stages.common import parse_slurm_duration
-
-    assert parse_slurm_duration("0:52") == 52
-    assert parse_slurm_duration("1:02:03") == 3723
-    assert parse_slurm_duration("2-01:00:00") == 2 * 86400 + 3600
-    assert parse_slurm_duration("45") == 45
-    assert parse_slurm_duration("UNLIMITED") is None and parse_slurm_duration("NOT_SET") is None and parse_slurm_duration("") is None
-
-
-def test_job_end_time_sources(monkeypatch):
-    from canids.stages import common
-
-    for var in ("SLURM_JOB_END_TIME", "SLURM_JOB_ID", "CANIDS_JOB_END_TIME"):
-        monkeypatch.delenv(var, raising=False)
-    assert common.job_end_time() == (None, "none")
-    monkeypatch.setenv("CANIDS_JOB_END_TIME", "2000000000")
-    assert common.job_end_time() == (2000000000.0, "CANIDS_JOB_END_TIME")
-    monkeypatch.setenv("SLURM_JOB_ID", "123")
-    monkeypatch.setattr(common, "_squeue_time_left", lambda job: 90.0)
-    end, source = common.job_end_time()
-    assert source == "squeue" and abs(end - time.time() - 90) < 5
-    monkeypatch.setenv("SLURM_JOB_END_TIME", "1900000000")
-    assert common.job_end_time() == (1900000000.0, "SLURM_JOB_END_TIME")
-
-
-def _toy_fit(tmp_path: Path, epochs: int):
-    """A tiny Lightning module trained by make_trainer with resume state (seconds, no graphs)."""
-    import lightning as L
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from canids.stages.common import TrainSettings, make_trainer, resume_checkpoint
-
-    class Toy(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.model = torch.nn.Linear(4, 1)
-            self.batch_size = 8
-            g = torch.Generator().manual_seed(0)
-            self.x, self.y = torch.randn(64, 4, generator=g), torch.randn(64, 1, generator=g)
-
-        def train_dataloader(self):
-            return DataLoader(TensorDataset(self.x, self.y), batch_size=self.batch_size)
-
-        def val_dataloader(self):
-            return DataLoader(TensorDataset(self.x, self.y), batch_size=64)
-
-        def training_step(self, batch, _):
-            loss = torch.nn.functional.mse_loss(self.model(batch[0]), batch[1])
-            self.log("train_loss", loss)
-            return loss
-
-        def validation_step(self, batch, _):
-            self.log("val_loss", torch.nn.functional.mse_loss(self.model(batch[0]), batch[1]))
-
-        def configure_optimizers(self):
-            return torch.optim.Adam(self.parameters(), lr=0.01)
-
-    settings = TrainSettings(epochs=epochs, batch_size=8, learning_rate=0.01, weight_decay=0.0, patience=100, seed=0, optimize_batch_size=False, batch_size_max_trials=1, accelerator="cpu", monitor="val_loss", monitor_mode="min")
-    resume_dir = tmp_path / "resume"
-    module = Toy()
-    trainer, _ = make_trainer(settings, tmp_path / "work", resume_dir)
-    trainer.fit(module, ckpt_path=resume_checkpoint(resume_dir))
-    return trainer, module
-
-
-def test_wall_time_guard_exits_75_and_resume_continues(tmp_path, monkeypatch, capfd):
-    from canids.stages.common import EXIT_TIME_LIMIT, TimeLimitReached, resume_info
-
-    for var in ("SLURM_JOB_END_TIME", "SLURM_JOB_ID"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("CANIDS_TEST_EPOCH_SLEEP_S", "0.2")
-    monkeypatch.setenv("CANIDS_WALLTIME_MARGIN_S", "0.5")
-    monkeypatch.setenv("CANIDS_JOB_END_TIME", str(time.time() + 2.0))
-    with pytest.raises(TimeLimitReached) as stopped:
-        _toy_fit(tmp_path, epochs=40)
-    assert stopped.value.code == EXIT_TIME_LIMIT == 75
-    done = resume_info(tmp_path / "resume")["epochs_done"]
-    assert 1 <= done < 40 and not list((tmp_path / "resume").glob(".*.tmp"))
-    assert "stopping before the job's time limit" in capfd.readouterr().err
-
-    monkeypatch.delenv("CANIDS_JOB_END_TIME")
-    monkeypatch.setenv("CANIDS_TEST_EPOCH_SLEEP_S", "0")
-    trainer, module = _toy_fit(tmp_path, epochs=40)
-    err = capfd.readouterr().err
-    assert f"at epoch {done + 1}/40 ({done} epochs done" in err, err[-2000:]
-    assert [int(m) for m in re.findall(r"\] epoch (\d+)/40 ", err)] == list(range(done + 1, 41))
-    assert trainer.current_epoch == 40 and trainer.global_step == 40 * 8  # optimizer steps continue, none repeated
-    assert _val_epochs(tmp_path / "work" / "metrics.csv", "val_loss") == list(range(40))
-
-
-def test_resume_checkpoint_is_written_atomically(tmp_path, monkeypatch):
-    """A crash while writing leaves the previous complete checkpoint (no truncated file)."""
-    import torch
-
-    from canids.stages import common
-
-    for var in ("SLURM_JOB_END_TIME", "SLURM_JOB_ID", "CANIDS_JOB_END_TIME", "CANIDS_TEST_EPOCH_SLEEP_S"):
-        monkeypatch.delenv(var, raising=False)
-    _toy_fit(tmp_path, epochs=2)
-    ckpt = tmp_path / "resume" / "resume.ckpt"
-    before = ckpt.read_bytes()
-
-    def crash(*args, **kwargs):
-        Path(args[0]).write_bytes(b"half")
-        raise RuntimeError("killed while saving")
-
-    import lightning.pytorch.trainer.trainer as trainer_mod
-
-    monkeypatch.setattr(trainer_mod.Trainer, "save_checkpoint", lambda self, path, weights_only=False: crash(path))
-    with pytest.raises(RuntimeError, match="killed while saving"):
-        _toy_fit(tmp_path, epochs=4)
-    assert ckpt.read_bytes() == before and torch.load(ckpt, weights_only=False)["epoch"] == 1
-    assert not list(ckpt.parent.glob(".*.tmp"))

@@ -12,27 +12,41 @@ from canids.graphs.build import build_graphs
 from canids.graphs.vocab import build_vocabulary
 from canids.models.dqn import DQNConfig
 from canids.stages.autoencoder import score_windows, train_autoencoder
-from canids.stages.common import TrainSettings
-from canids.stages.curriculum import CurriculumSettings, difficulty, epoch_sample, pacing_fraction, train_curriculum
+from canids.stages.trainer import TrainSettings
+import dataclasses
+
 import torch
 
-from canids.stages.fusion import STATE_FEATURES, DetectorOutputs, FusionSettings, VGAECalibration, detector_outputs, epsilon_at, fusion_state, simulate_detector_failures, train_fusion
+from canids.settings import CurriculumPacing, DQNArchitecture, FusionSettings, GATArchitecture, VGAEArchitecture
+from canids.shape import TRAIN_SPLITS, TEST_SPLITS
+from canids.stages.curriculum import difficulty, epoch_sample, pacing_fraction, train_curriculum
+from canids.stages.fusion import epsilon_at, simulate_detector_failures, train_fusion
+from canids.stages.fusion_apply import DetectorOutputs, detector_outputs
+from canids.stages.fusion_rule import STATE_FEATURES, VGAECalibration, fusion_state
 from canids.stages.metrics import auroc
 from canids.workflow.preprocess import split_train_val
 
 
 @pytest.fixture(scope="module")
 def graphs():
-    caps = generate_captures(seed=3, scale=0.05, splits=["train_01_attack_free", "train_02_with_attacks", "test_01_known_vehicle_known_attack"])
+    caps = generate_captures(seed=3, scale=0.05, splits=[*TRAIN_SPLITS, TEST_SPLITS[0]])
     train_parts, val_parts = [], []
     for cap in caps:
         if cap.split.startswith("train"):
             tr, va = split_train_val(cap, 0.3)
             train_parts.extend(tr)
             val_parts.append(va)
-    vocab = build_vocabulary([c for c in train_parts if c.split == "train_01_attack_free"])
+    vocab = build_vocabulary([c for c in train_parts if c.split == TRAIN_SPLITS[0]])
     test = build_graphs([c for c in caps if c.split.startswith("test")], vocab)
     return build_graphs(train_parts, vocab), build_graphs(val_parts, vocab), test, vocab.size
+
+
+def vgae_arch(**changes) -> VGAEArchitecture:
+    return dataclasses.replace(VGAEArchitecture(), **changes)
+
+
+def gat_arch(**changes) -> GATArchitecture:
+    return dataclasses.replace(GATArchitecture(), **changes)
 
 
 def settings(monitor, mode, epochs=4):
@@ -42,7 +56,7 @@ def settings(monitor, mode, epochs=4):
 @pytest.fixture(scope="module")
 def vgae(graphs, tmp_path_factory):
     train, val, _, vocab_size = graphs
-    return train_autoencoder(train, val, vocab_size, {"hidden": 16, "heads": 2, "layers": 1, "latent": 16}, settings("val_score", "min", 6), tmp_path_factory.mktemp("vgae"))
+    return train_autoencoder(train, val, vocab_size, vgae_arch(hidden=16, heads=2, layers=1, latent=16), settings("val_score", "min", 6), tmp_path_factory.mktemp("vgae"))
 
 
 def _column(path, name):
@@ -64,8 +78,8 @@ def test_vgae_loss_falls_and_scores_separate_attacks(vgae, graphs, tmp_path_fact
 def test_curriculum_advances_and_gat_learns(vgae, graphs, tmp_path):
     train, val, test, vocab_size = graphs
     scores = score_windows(vgae.model, train)
-    cur = CurriculumSettings(start_fraction=0.3, ramp_epochs=3, attack_share=0.3)
-    result = train_curriculum(train, val, scores, vocab_size, {"hidden": 16, "heads": 2, "layers": 2}, settings("val_f1", "max", 5), cur, tmp_path)
+    cur = CurriculumPacing(start_fraction=0.3, ramp_epochs=3, attack_share=0.3)
+    result = train_curriculum(train, val, scores, vocab_size, gat_arch(hidden=16, heads=2, layers=2), settings("val_f1", "max", 5), cur, tmp_path)
     fractions = [r["fraction"] for r in result.schedule]
     assert fractions[:4] == sorted(fractions[:4]) and fractions[0] == pytest.approx(0.3) and fractions[3] == 1.0
     sizes = [r["n_windows"] for r in result.schedule]
@@ -77,7 +91,7 @@ def test_pacing_takes_easiest_first_and_balances_attack_types():
     labels = np.array([0] * 80 + [1] * 20)
     attack_type = np.array([0] * 80 + [1] * 15 + [2] * 5)
     diff = difficulty(np.random.default_rng(0).random(100), labels)
-    cfg = CurriculumSettings(start_fraction=0.25, ramp_epochs=3, attack_share=0.5, epoch_windows=40)
+    cfg = CurriculumPacing(start_fraction=0.25, ramp_epochs=3, attack_share=0.5, epoch_windows=40)
     sample, record = epoch_sample(0, diff, labels, attack_type, cfg, seed=0)
     assert diff[sample].max() <= 0.25 + 1e-9
     assert record["n_attack"] == 20 and (attack_type[sample] == 1).sum() == (attack_type[sample] == 2).sum() == 10
@@ -87,12 +101,12 @@ def test_pacing_takes_easiest_first_and_balances_attack_types():
 def test_fusion_agent_learns_with_decaying_exploration(vgae, graphs, tmp_path):
     train, val, test, vocab_size = graphs
     scores = score_windows(vgae.model, train)
-    gat = train_curriculum(train, val, scores, vocab_size, {"hidden": 8, "heads": 2, "layers": 1}, settings("val_f1", "max", 3), CurriculumSettings(ramp_epochs=1), tmp_path).model
+    gat = train_curriculum(train, val, scores, vocab_size, gat_arch(hidden=8, heads=2, layers=1), settings("val_f1", "max", 3), CurriculumPacing(ramp_epochs=1), tmp_path).model
     normal = score_windows(vgae.model, val)[val.y.numpy() == 0]
     calibration = VGAECalibration.fit(vgae.threshold, normal)
     out = detector_outputs(vgae.model, calibration, gat, val)
-    s = FusionSettings(steps=300, eval_every=50, epsilon_decay_steps=150, seed=0)
-    result = train_fusion(out, val, DQNConfig(state_dim=len(STATE_FEATURES), hidden=32, n_actions=11), s, calibration=calibration)
+    s = FusionSettings(steps=300, eval_every=50, epsilon_decay_steps=150)
+    result = train_fusion(out, val, DQNConfig.of(DQNArchitecture(hidden=32, n_actions=11), state_dim=len(STATE_FEATURES)), s, seed=0, calibration=calibration)
     assert epsilon_at(1, s) > 0.9 and epsilon_at(300, s) < 0.05
     assert all("simulated_failures_f1" in point for point in result.curve)
     assert result.curve[-1]["epsilon"] < result.curve[0]["epsilon"]
@@ -106,7 +120,7 @@ def test_simulated_failures_make_exactly_one_detector_wrong(graphs):
     calibration = VGAECalibration(threshold=30.0, log_scale=1.0)
     score = torch.as_tensor(np.where(y == 1, 1000.0, 1.0))
     p_gat = torch.as_tensor(np.where(y == 1, 0.99, 0.01))
-    p_vgae = calibration.prob_t(score).float()
+    p_vgae = calibration.probability(score).float()
     out = DetectorOutputs(score.numpy(), p_vgae.numpy(), p_gat.numpy(), fusion_state(score, p_vgae, p_gat, 30.0).numpy())
     sim, labels = simulate_detector_failures(out, val, np.arange(len(val)), calibration, 0.5, np.random.default_rng(0))
     gat_right = (sim.p_gat >= 0.5) == (labels == 1)
@@ -121,13 +135,9 @@ def test_simulated_failures_make_exactly_one_detector_wrong(graphs):
 
 
 def test_non_finite_loss_stops_training_with_a_clear_error(graphs, tmp_path):
-    import dataclasses
-
-    import torch
-
-    from canids.stages.common import NonFiniteLossError
+    from canids.stages.callbacks import NonFiniteLossError
 
     train, val, _, vocab_size = graphs
     poisoned = dataclasses.replace(train, x=torch.full_like(train.x, float("nan")))
     with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 1"):
-        train_autoencoder(poisoned, val, vocab_size, {"hidden": 8, "heads": 1, "layers": 1, "latent": 4}, settings("val_score", "min", 2), tmp_path)
+        train_autoencoder(poisoned, val, vocab_size, vgae_arch(hidden=8, heads=1, layers=1, latent=4), settings("val_score", "min", 2), tmp_path)

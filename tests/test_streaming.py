@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ from canids.models.dqn import DQNConfig, QNetwork
 from canids.models.gat import GATClassifier, GATConfig
 from canids.models.vgae import VGAE, VGAEConfig, window_score
 from canids.stages.detector import Detector
-from canids.stages.fusion import STATE_FEATURES, VGAECalibration
+from canids.settings import DQNArchitecture, GATArchitecture, VGAEArchitecture
+from canids.stages.fusion_rule import STATE_FEATURES, VGAECalibration
 from canids.stages.streaming import StreamingDetector, window_arrays
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,8 +87,9 @@ def random_detector(graphs, vocab, vgae_kw: dict, gat_kw: dict, seed: int) -> De
     attention weights, both detectors' probabilities and the policy's choice all vary per window."""
     torch.manual_seed(seed)
     dims = dict(node_dim=len(NODE_FEATURES), edge_dim=len(EDGE_FEATURES), graph_dim=len(GRAPH_FEATURES), vocab_size=vocab.size)
-    vgae, gat = VGAE(VGAEConfig(**dims, **vgae_kw)).eval(), GATClassifier(GATConfig(**dims, **gat_kw, dropout=0.0)).eval()
-    policy = QNetwork(DQNConfig(state_dim=len(STATE_FEATURES), hidden=16, layers=2, n_actions=11)).eval()
+    vgae = VGAE(VGAEConfig.of(dataclasses.replace(VGAEArchitecture(), **vgae_kw), **dims)).eval()
+    gat = GATClassifier(GATConfig.of(dataclasses.replace(GATArchitecture(), **gat_kw, dropout=0.0), **dims)).eval()
+    policy = QNetwork(DQNConfig.of(DQNArchitecture(hidden=16, layers=2, n_actions=11), state_dim=len(STATE_FEATURES))).eval()
     with torch.no_grad():
         for conv in [*vgae.convs, *gat.convs]:
             conv.att.normal_(0, 3.0)
@@ -263,3 +266,31 @@ def test_bad_runtime_files_are_refused_with_the_file_named(windows, tmp_path):
         runtime.decide(x[:, :-1], edge_index, edge_attr, u)
     with pytest.raises(ValueError, match=r"window shapes .* edge_index \(\d+, 2\)"):
         runtime.decide(x, edge_index.T, edge_attr, u)
+
+
+def test_detect_on_a_run_directory_reads_captures_as_its_dataset_catalog_says(tiny_run, tmp_path, capsys):
+    """A run directory names its dataset: captures are read with that catalog entry's settings
+    (here timestamp_order: sort), without the user repeating --timestamp-order."""
+    import yaml
+
+    from canids.cli import main
+
+    run = tiny_run / "experiment_runs" / "synthetic"
+    source = sorted((run / "raw" / "test_01_known_vehicle_known_attack").glob("*.csv"))[0]
+    lines = source.read_text().splitlines()
+    t = [float(line.split(",")[0]) for line in lines[1:4]]
+    row = lines[3].split(",")
+    row[0] = f"{t[0] + (t[1] - t[0]) / 2:.6f}"  # the third frame stamped slightly before the second
+    jittered = tmp_path / "jittered.csv"
+    jittered.write_text("\n".join([*lines[:3], ",".join(row), *lines[4:]]) + "\n")
+    catalog = yaml.safe_load((REPO / "config" / "datasets.yaml").read_text())
+    catalog["datasets"]["synthetic"]["timestamp_order"] = "sort"
+    (tmp_path / "datasets.yaml").write_text(yaml.safe_dump(catalog))
+
+    assert main(["detect", str(run / "teacher"), str(jittered)]) == 1  # the real catalog says strict
+    assert "timestamp" in capsys.readouterr().err
+    assert main(["detect", str(run / "teacher"), str(jittered), "--catalog", str(tmp_path / "datasets.yaml")]) == 0
+    out = capsys.readouterr()
+    assert "dataset 'synthetic': reading captures as the catalog" in out.err and "timestamp order sort" in out.err
+    assert f"{jittered}: " in out.out
+    assert main(["detect", str(run / "teacher"), str(jittered), "--catalog", str(tmp_path / "datasets.yaml"), "--timestamp-order", "strict"]) == 1  # the flag wins

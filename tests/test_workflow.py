@@ -14,6 +14,9 @@ import pytest
 
 from conftest import REPO, SNAKEMAKE, load_json, snakemake
 
+#: Every test here runs Snakemake (a dry run at least): the integration suite.
+pytestmark = pytest.mark.integration
+
 SPLITS = ["train_01_attack_free", "train_02_with_attacks", "test_01_known_vehicle_known_attack"]
 
 
@@ -116,18 +119,6 @@ def test_rerun_is_a_no_op(tiny_run, tiny_config_file):
     assert "Nothing to be done" in out
 
 
-def test_each_stage_code_is_what_its_entry_modules_import():
-    from canids.workflow.code_digest import STAGE_ENTRIES, module_closure, stage_code_digest
-
-    autoencoder, fusion = module_closure(STAGE_ENTRIES["autoencoder"]), module_closure(STAGE_ENTRIES["fusion"])
-    assert {"canids.models.vgae", "canids.models.lean", "canids.graphs.graphset", "canids.util"} <= set(autoencoder)
-    assert "canids.stages.fusion" not in autoencoder and "canids.stages.streaming" not in fusion
-    assert {"canids.stages.autoencoder", "canids.stages.curriculum", "canids.stages.fusion"} <= set(fusion)
-    assert len({stage_code_digest(stage) for stage in STAGE_ENTRIES}) == len(STAGE_ENTRIES)
-    with pytest.raises(KeyError, match="no code entry for stage 'report'"):
-        stage_code_digest("report")
-
-
 def test_a_code_change_reruns_exactly_the_stages_that_run_it(tiny_run, tiny_config_file, tmp_path):
     """Snakemake tracks a rule's script, not the package it imports: each rule carries the digest
     of the package code its stage runs. A real change to the fusion stage re-runs fusion and
@@ -173,7 +164,8 @@ def test_deployable_detector_reproduces_evaluation_decisions(tiny_run):
     from canids.graphs.graphset import load_graphsets
     from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
     from canids.stages.detector import Detector
-    from canids.stages.fusion import VGAECalibration, detector_outputs, fused_predictions
+    from canids.stages.fusion_apply import detector_outputs, fused_predictions
+    from canids.stages.fusion_rule import VGAECalibration
 
     run = tiny_run / "experiment_runs" / "synthetic"
     tests, _ = load_graphsets(run / "preprocess/graphs/test.pt")

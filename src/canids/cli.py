@@ -17,12 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from canids.shape import VARIANTS
+
 
 def _results(args: argparse.Namespace) -> int:
+    from canids.shape import Layout
+
     root = Path(args.root)
-    found = sorted(root.glob("*/*/evaluation/metrics.json"))
+    pattern = Layout(".").target("*", "*", "evaluation")
+    found = sorted(root.glob(pattern.removeprefix("./")))
     if not found:
-        print(f"no metrics.json under {root}/<dataset>/<variant>/evaluation/", file=sys.stderr)
+        print(f"no metrics.json under {root}: looked for {Layout(str(root)).target('<dataset>', '<variant>', 'evaluation')}", file=sys.stderr)
         return 1
     for path in found:
         data = json.loads(path.read_text())
@@ -64,41 +69,35 @@ def _merged_config(spec: dict, root: str | None) -> dict:
     return config
 
 
-def _check_config_schema(config: dict, label: str) -> None:
-    import jsonschema
-    import yaml
-
-    from canids.workflow.jobspec import JobSpecError
-    from canids.workflow.manifest import schema_dir
-
-    schema = yaml.safe_load((schema_dir() / "config.schema.yaml").read_text())
-    err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
-    if err is not None:
-        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise JobSpecError(f"{label}: {where}: {err.message}")
-
-
 def _spec_check_one(path: str, args: argparse.Namespace) -> str:
     """Everything `snakemake -n --configfile PATH` checks about the spec itself, without Snakemake."""
-    from canids.workflow.dag import Pipeline
-    from canids.workflow.jobspec import ConfigSources, load_spec, manifest_templates, selected_datasets
+    import dataclasses
+
+    from canids.settings import load_settings
+    from canids.validation import check
+    from canids.workflow.config import ConfigSources, JobSpecError, load_spec
+    from canids.workflow.dag import Pipeline, selected_datasets
+    from canids.workflow.pins import manifest_templates
+    from canids.workflow.schemas import config_schema
 
     spec = load_spec(path, path)
     config = _merged_config(spec, args.root)
-    _check_config_schema(config, path)
+    check(config, config_schema(), path, error=JobSpecError, what="configuration")
+    settings = load_settings(config)
     sources = ConfigSources([(path, spec)])
     if args.skip_manifests:
-        pipeline = Pipeline.from_config({**config, "dependency_manifests": {}, "extra_args": {k: v for k, v in config["extra_args"].items() if k != "dependency_manifest"}}, sources)
-        manifest_templates(config, selected_datasets(config, pipeline.catalog, sources.origin), pipeline.catalog.names, sources.origin)
+        unpinned = dataclasses.replace(settings, dependency_manifests={}, extra_args={k: v for k, v in settings.extra_args.items() if k != "dependency_manifest"})
+        pipeline = Pipeline.from_settings(unpinned, sources)
+        manifest_templates(settings, selected_datasets(settings, pipeline.catalog, sources.origin), pipeline.catalog.names, sources.origin)
     else:
-        pipeline = Pipeline.from_config(config, sources)
+        pipeline = Pipeline.from_settings(settings, sources)
     pins = ", ".join(f"{d}/{s if v is None else v + '/' + s}" for d, s, v in sorted(pipeline.pins, key=str)) or "none"
-    return f"OK: {path} ({spec['name']}): {len(pipeline.targets())} target(s): datasets {', '.join(pipeline.datasets())} x variants {', '.join(pipeline.variants())} x {', '.join(config['training_types'])}; pinned: {pins}"
+    return f"OK: {path} ({spec['name']}): {len(pipeline.targets())} target(s): datasets {', '.join(pipeline.datasets())} x variants {', '.join(pipeline.variants())} x {', '.join(settings.training_types)}; pinned: {pins}"
 
 
 def _spec_check(args: argparse.Namespace) -> int:
     from canids.data.catalog import CatalogError
-    from canids.workflow.jobspec import JobSpecError
+    from canids.workflow.config import JobSpecError
 
     failed = 0
     for path in args.files:
@@ -112,7 +111,8 @@ def _spec_check(args: argparse.Namespace) -> int:
 
 def _export_manifest(args: argparse.Namespace) -> int:
     from canids.data.catalog import CatalogError
-    from canids.workflow.jobspec import JobSpecError, export_bundle
+    from canids.workflow.config import JobSpecError
+    from canids.workflow.export import export_bundle
 
     try:
         bundle = export_bundle(args.root, args.dataset, args.variant, args.out, relative_to_root=args.relative_to_root)
@@ -139,6 +139,29 @@ def _export_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def _capture_settings(source: Path, args: argparse.Namespace) -> tuple[str | None, str]:
+    """Reader format and timestamp order: the flags, else (a run directory) its dataset's catalog entry.
+
+    A run directory ``ROOT/DATASET/VARIANT`` names the dataset it was trained on; its captures
+    are read as the catalog says (can-train-and-test needs ``timestamp_order: sort``).
+    """
+    from canids.data.catalog import CatalogError, load_catalog
+    from canids.workflow.dag import resolve_repo_path
+
+    fmt, order = None, args.timestamp_order
+    if source.is_dir():
+        dataset = source.resolve().parent.name
+        try:
+            spec = load_catalog(resolve_repo_path(args.catalog)).get(dataset)
+        except CatalogError:
+            spec = None
+        if spec is not None:
+            fmt = spec.read_format
+            order = order or spec.timestamp_order
+            print(f"{source}: dataset {dataset!r}: reading captures as the catalog ({args.catalog}) says: format {spec.format}, timestamp order {order}", file=sys.stderr)
+    return fmt, order or "strict"
+
+
 def _detect(args: argparse.Namespace) -> int:
     """Apply a detector to raw captures, window by window, and report what it flags."""
     from canids.data.readers import read_capture
@@ -153,10 +176,11 @@ def _detect(args: argparse.Namespace) -> int:
         print(f"FAILED: {source}: not a streaming detector file (canids export-detector) nor a finished variant run: {err}", file=sys.stderr)
         return 1
     vocab = Vocabulary(detector.can_ids)
+    fmt, order = _capture_settings(source, args)
     failed = 0
     for path in args.captures:
         try:
-            capture = read_capture(path, strict=not args.lenient, timestamp_order=args.timestamp_order)
+            capture = read_capture(path, fmt, strict=not args.lenient, timestamp_order=order)
         except (OSError, ValueError) as err:  # DataFormatError names file, line and value
             print(f"FAILED: {err}", file=sys.stderr)
             failed += 1
@@ -182,6 +206,8 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from canids.data.readers import TIMESTAMP_ORDERS
+
     parser = argparse.ArgumentParser(prog="canids", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("results", help="list metrics.json files and their F1 per split")
@@ -199,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_spec_check)
     p = sub.add_parser("export-manifest", help="write a dependency bundle pinning a finished run's stages, for reuse by other jobs")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--variant", required=True, choices=["teacher", "student", "student_kd"])
+    p.add_argument("--variant", required=True, choices=list(VARIANTS))
     p.add_argument("--root", default=os.environ.get("CAN_EXPERIMENT_ROOT") or "experiment_runs", help="experiment root of the finished run (default: $CAN_EXPERIMENT_ROOT, else experiment_runs)")
     p.add_argument("--out", required=True, help="bundle file to write (JSON)")
     p.add_argument("--relative-to-root", action="store_true", help="write paths under the root as {experiment_root}/... (reusable after moving the root) instead of absolute paths")
@@ -214,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="one JSON line per capture, every alert included")
     p.add_argument("--show", type=int, default=10, help="alerts listed per capture in text output (default 10)")
     p.add_argument("--lenient", action="store_true", help="skip malformed rows instead of stopping at the first")
-    p.add_argument("--timestamp-order", choices=["strict", "sort"], default="strict", help="sort frames whose timestamps go back slightly (can-train-and-test injections)")
+    p.add_argument("--timestamp-order", choices=list(TIMESTAMP_ORDERS), default=None, help="sort frames whose timestamps go back slightly (can-train-and-test injections); default: the catalog entry of a run directory's dataset, else strict")
+    p.add_argument("--catalog", default="config/datasets.yaml", help="dataset catalog that says how a run directory's dataset is read (default: config/datasets.yaml)")
     p.set_defaults(func=_detect)
     args = parser.parse_args(argv)
     return int(args.func(args))

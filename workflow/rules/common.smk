@@ -1,12 +1,14 @@
-# Config loading and validation, paths, and input functions shared by all rules.
+# Config layers, the pipeline's shape (canids.shape) and input functions shared by all rules.
 
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
+from canids.settings import to_plain
+from canids.shape import STAGES, VARIANTS
 from canids.workflow.code_digest import stage_code_digest
+from canids.workflow.config import workflow_settings
 from canids.workflow.dag import Pipeline
-from canids.workflow.jobspec import check_job_specs
 
 min_version("9.0")
 
@@ -14,20 +16,18 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "..", "config", "config.yaml")
 
 
-# Job specs (--configfile jobs/X.json) first: their errors name the file and the field.
-SOURCES = check_job_specs(
+# Every config layer checked against workflow/schemas (errors name the file and the field),
+# --config strings given their declared types, the result typed once (canids.settings).
+SETTINGS, SOURCES = workflow_settings(
     config, workflow.overwrite_configfiles, workflow.config_settings.config
 )
-validate(config, schema="../schemas/config.schema.yaml")
-
-PIPELINE = Pipeline.from_config(config, SOURCES)
-ROOT = PIPELINE.root
+PIPELINE = Pipeline.from_settings(SETTINGS, SOURCES)
+LAYOUT = PIPELINE.layout
 
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    variant=r"teacher|student|student_kd",
-    stage=r"autoencoder|curriculum|fusion",
+    variant="|".join(VARIANTS),
 
 
 def default_targets():
@@ -45,31 +45,54 @@ def as_input(path):
     return before_update(path) if PIPELINE.is_pinned(path) else path
 
 
-def upstream(stage, artifact="manifest"):
-    """Input function: an upstream stage's manifest or checkpoint (pinned or built here)."""
+def stage_inputs(stage):
+    """Input function: the manifest (and checkpoint) of every stage ``stage`` reads."""
 
     def resolve(wildcards):
-        return as_input(
-            PIPELINE.upstream(
-                wildcards.dataset, wildcards.get("variant"), stage, artifact
-            )
-        )
+        named = PIPELINE.inputs(wildcards.dataset, wildcards.get("variant"), stage)
+        return {name: as_input(path) for name, path in named.items()}
 
     return resolve
 
 
-def teacher_of(stage, artifact="manifest"):
-    """Input function: the teacher's same stage, for student_kd only."""
+def teacher_of(stage):
+    """Input function: the teacher's same stage, for a distilled variant only."""
 
     def resolve(wildcards):
-        paths = PIPELINE.teacher(wildcards.dataset, wildcards.variant, stage, artifact)
+        paths = PIPELINE.teacher(wildcards.dataset, wildcards.variant, stage)
         return [as_input(p) for p in paths]
 
     return resolve
 
 
 def settings_of(stage):
+    """Param function: the resolved settings the stage runs with (a change re-runs it)."""
+
     def resolve(wildcards):
-        return PIPELINE.settings(stage, wildcards.get("variant", "teacher"))
+        return PIPELINE.settings_of(stage, wildcards.get("variant"))
 
     return resolve
+
+
+def stage_outputs(stage):
+    """Named outputs of a stage: its manifest and every artifact it pins (canids.shape)."""
+    names = ["manifest", *STAGES[stage].artifacts]
+    return {n: LAYOUT.file("{dataset}", "{variant}", stage, n) for n in names}
+
+
+def stage_log(stage):
+    return LAYOUT.log("{dataset}", "{variant}", stage)
+
+
+def stage_benchmark(stage):
+    return LAYOUT.benchmark("{dataset}", "{variant}", stage)
+
+
+def evaluation_figure(artifact, caption):
+    """An evaluation figure, shown in `snakemake --report` under its dataset and variant."""
+    return report(
+        LAYOUT.file("{dataset}", "{variant}", "evaluation", artifact),
+        category="{dataset}",
+        subcategory="{variant}",
+        caption=caption,
+    )

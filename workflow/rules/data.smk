@@ -3,14 +3,15 @@
 
 rule generate_synthetic:
     output:
-        receipt=f"{ROOT}/synthetic/raw/generator.json",
+        receipt=LAYOUT.generated_receipt("{dataset}"),
     log:
-        f"{ROOT}/synthetic/logs/generate_synthetic.log",
+        LAYOUT.log("{dataset}", None, "generate_synthetic"),
     conda:
         "../envs/canids.yaml"
+    threads: 1
     params:
         code=stage_code_digest("generate_synthetic"),
-        settings=config["synthetic"],
+        settings=to_plain(SETTINGS.synthetic),
     script:
         "../scripts/generate_synthetic.py"
 
@@ -19,17 +20,16 @@ rule preprocess:
     input:
         raw=raw_inputs,
     output:
-        manifest=f"{ROOT}/{{dataset}}/preprocess/manifest.json",
-        train=f"{ROOT}/{{dataset}}/preprocess/graphs/train.pt",
-        test=f"{ROOT}/{{dataset}}/preprocess/graphs/test.pt",
+        **stage_outputs("preprocess"),
     log:
-        f"{ROOT}/{{dataset}}/logs/preprocess.log",
+        stage_log("preprocess"),
     benchmark:
-        f"{ROOT}/{{dataset}}/benchmarks/preprocess.tsv"
+        stage_benchmark("preprocess")
     conda:
         "../envs/canids.yaml"
+    threads: 2
     params:
         code=stage_code_digest("preprocess"),
         settings=settings_of("preprocess"),
     script:
-        "../scripts/preprocess.py"
+        "../scripts/stage.py"

@@ -3,39 +3,23 @@
 
 rule evaluation:
     input:
-        preprocess=upstream("preprocess"),
-        autoencoder=upstream("autoencoder"),
-        curriculum=upstream("curriculum"),
-        fusion=upstream("fusion"),
-        fusion_ckpt=upstream("fusion", "checkpoint"),
+        unpack(stage_inputs("evaluation")),
     output:
-        metrics=f"{ROOT}/{{dataset}}/{{variant}}/evaluation/metrics.json",
-        manifest=f"{ROOT}/{{dataset}}/{{variant}}/evaluation/manifest.json",
-        curves=report(
-            f"{ROOT}/{{dataset}}/{{variant}}/evaluation/roc_pr_curves.png",
-            category="{dataset}",
-            subcategory="{variant}",
-            caption="../report/curves.rst",
+        metrics=LAYOUT.file("{dataset}", "{variant}", "evaluation", "metrics"),
+        manifest=LAYOUT.file("{dataset}", "{variant}", "evaluation"),
+        roc_pr_curves=evaluation_figure("roc_pr_curves", "../report/curves.rst"),
+        confusion_matrices=evaluation_figure(
+            "confusion_matrices", "../report/confusion.rst"
         ),
-        confusion=report(
-            f"{ROOT}/{{dataset}}/{{variant}}/evaluation/confusion_matrices.png",
-            category="{dataset}",
-            subcategory="{variant}",
-            caption="../report/confusion.rst",
-        ),
-        training=report(
-            f"{ROOT}/{{dataset}}/{{variant}}/evaluation/training_curves.png",
-            category="{dataset}",
-            subcategory="{variant}",
-            caption="../report/training.rst",
-        ),
+        training_curves=evaluation_figure("training_curves", "../report/training.rst"),
     log:
-        f"{ROOT}/{{dataset}}/logs/{{variant}}/evaluation.log",
+        stage_log("evaluation"),
     benchmark:
-        f"{ROOT}/{{dataset}}/benchmarks/{{variant}}/evaluation.tsv"
+        stage_benchmark("evaluation")
     conda:
         "../envs/canids.yaml"
+    threads: 2
     params:
         code=stage_code_digest("evaluation"),
     script:
-        "../scripts/evaluation.py"
+        "../scripts/stage.py"

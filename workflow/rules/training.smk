@@ -1,69 +1,65 @@
-# The three chained training stages. Resources come from the profile, not from here.
+# The three chained training stages; inputs, outputs and paths come from canids.shape.
+# Resources come from the profile; threads are what torch is given.
 
 
 rule autoencoder:
     input:
-        preprocess=upstream("preprocess"),
+        unpack(stage_inputs("autoencoder")),
         teacher=teacher_of("autoencoder"),
     output:
-        ckpt=f"{ROOT}/{{dataset}}/{{variant}}/autoencoder/model.ckpt",
-        manifest=f"{ROOT}/{{dataset}}/{{variant}}/autoencoder/manifest.json",
+        **stage_outputs("autoencoder"),
     log:
-        f"{ROOT}/{{dataset}}/logs/{{variant}}/autoencoder.log",
+        stage_log("autoencoder"),
     benchmark:
-        f"{ROOT}/{{dataset}}/benchmarks/{{variant}}/autoencoder.tsv"
+        stage_benchmark("autoencoder")
     conda:
         "../envs/canids.yaml"
+    threads: 2
     params:
         code=stage_code_digest("autoencoder"),
         settings=settings_of("autoencoder"),
-        resume_dir=f"{ROOT}/.resume/{{dataset}}/{{variant}}/autoencoder",
+        resume_dir=LAYOUT.resume_dir("{dataset}", "{variant}", "autoencoder"),
     script:
-        "../scripts/autoencoder.py"
+        "../scripts/stage.py"
 
 
 rule curriculum:
     input:
-        preprocess=upstream("preprocess"),
-        autoencoder=upstream("autoencoder"),
-        autoencoder_ckpt=upstream("autoencoder", "checkpoint"),
+        unpack(stage_inputs("curriculum")),
         teacher=teacher_of("curriculum"),
     output:
-        ckpt=f"{ROOT}/{{dataset}}/{{variant}}/curriculum/model.ckpt",
-        manifest=f"{ROOT}/{{dataset}}/{{variant}}/curriculum/manifest.json",
+        **stage_outputs("curriculum"),
     log:
-        f"{ROOT}/{{dataset}}/logs/{{variant}}/curriculum.log",
+        stage_log("curriculum"),
     benchmark:
-        f"{ROOT}/{{dataset}}/benchmarks/{{variant}}/curriculum.tsv"
+        stage_benchmark("curriculum")
     conda:
         "../envs/canids.yaml"
+    threads: 2
     params:
         code=stage_code_digest("curriculum"),
         settings=settings_of("curriculum"),
-        resume_dir=f"{ROOT}/.resume/{{dataset}}/{{variant}}/curriculum",
+        resume_dir=LAYOUT.resume_dir("{dataset}", "{variant}", "curriculum"),
     script:
-        "../scripts/curriculum.py"
+        "../scripts/stage.py"
 
 
 rule fusion:
     input:
-        preprocess=upstream("preprocess"),
-        autoencoder=upstream("autoencoder"),
-        autoencoder_ckpt=upstream("autoencoder", "checkpoint"),
-        curriculum=upstream("curriculum"),
-        curriculum_ckpt=upstream("curriculum", "checkpoint"),
+        unpack(stage_inputs("fusion")),
         teacher=teacher_of("fusion"),
     output:
-        ckpt=f"{ROOT}/{{dataset}}/{{variant}}/fusion/model.ckpt",
-        manifest=f"{ROOT}/{{dataset}}/{{variant}}/fusion/manifest.json",
+        **stage_outputs("fusion"),
     log:
-        f"{ROOT}/{{dataset}}/logs/{{variant}}/fusion.log",
+        stage_log("fusion"),
     benchmark:
-        f"{ROOT}/{{dataset}}/benchmarks/{{variant}}/fusion.tsv"
+        stage_benchmark("fusion")
     conda:
         "../envs/canids.yaml"
+    threads: 2
     params:
         code=stage_code_digest("fusion"),
         settings=settings_of("fusion"),
+        resume_dir=LAYOUT.resume_dir("{dataset}", "{variant}", "fusion"),
     script:
-        "../scripts/fusion.py"
+        "../scripts/stage.py"

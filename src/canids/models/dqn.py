@@ -1,9 +1,7 @@
 """DQN fusion agent: per window, choose how much to trust the GAT versus the VGAE.
 
-Action ``a`` selects a fusion weight ``alpha = a / (n_actions - 1)``; the fused attack score
-is ``alpha * p_gat + (1 - alpha) * p_vgae``, and a window is flagged when it reaches 0.5.
-That single decision rule (``fused_decision``) is used in training rewards, validation and
-evaluation alike; the replaced pipeline used three different ones.
+Action ``a`` selects a fusion weight ``alpha = a / (n_actions - 1)``; how the weight turns two
+detectors' outputs into one decision is the fusion rule (``canids.stages.fusion_rule``).
 """
 
 from __future__ import annotations
@@ -13,13 +11,21 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from canids.settings import DQNArchitecture
+
 
 @dataclass
 class DQNConfig:
+    """The state size plus the architecture (``canids.settings.DQNArchitecture``), flat as checkpoints store it."""
+
     state_dim: int
-    n_actions: int = 21
-    hidden: int = 128
-    layers: int = 2
+    n_actions: int
+    hidden: int
+    layers: int
+
+    @classmethod
+    def of(cls, arch: DQNArchitecture, *, state_dim: int) -> "DQNConfig":
+        return cls(state_dim=state_dim, **asdict(arch))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,12 +47,3 @@ class QNetwork(nn.Module):
 
     def alphas(self) -> torch.Tensor:
         return self._alphas
-
-
-def fused_score(alpha: torch.Tensor, p_gat: torch.Tensor, p_vgae: torch.Tensor) -> torch.Tensor:
-    return alpha * p_gat + (1.0 - alpha) * p_vgae
-
-
-def fused_decision(alpha: torch.Tensor, p_gat: torch.Tensor, p_vgae: torch.Tensor) -> torch.Tensor:
-    """The one decision rule: flag a window when the fused score reaches 0.5."""
-    return (fused_score(alpha, p_gat, p_vgae) >= 0.5).long()

@@ -17,6 +17,7 @@ from torch import nn
 from torch_geometric.nn import GATv2Conv
 
 from canids.models import lean
+from canids.settings import GATArchitecture
 
 
 #: Leaky ReLU, not ELU: on CPU an ELU costs ~20x a (leaky) ReLU (it evaluates exp).
@@ -25,15 +26,21 @@ _SLOPE = 0.1
 
 @dataclass
 class GATConfig:
+    """The input sizes plus the architecture (``canids.settings.GATArchitecture``), flat as checkpoints store it."""
+
     node_dim: int
     edge_dim: int
     graph_dim: int
     vocab_size: int
-    hidden: int = 48
-    heads: int = 8
-    layers: int = 3
-    embed_dim: int = 0
-    dropout: float = 0.1
+    hidden: int
+    heads: int
+    layers: int
+    embed_dim: int
+    dropout: float
+
+    @classmethod
+    def of(cls, arch: GATArchitecture, *, node_dim: int, edge_dim: int, graph_dim: int, vocab_size: int) -> "GATConfig":
+        return cls(node_dim=node_dim, edge_dim=edge_dim, graph_dim=graph_dim, vocab_size=vocab_size, **asdict(arch))
 
     def to_dict(self) -> dict:
         return asdict(self)

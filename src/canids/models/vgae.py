@@ -20,6 +20,7 @@ from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import negative_sampling
 
 from canids.models import lean
+from canids.settings import VGAEArchitecture
 
 
 #: Leaky ReLU, not ELU: on CPU an ELU costs ~20x a (leaky) ReLU (it evaluates exp), and
@@ -29,19 +30,25 @@ _SLOPE = 0.1
 
 @dataclass
 class VGAEConfig:
+    """The input sizes plus the architecture (``canids.settings.VGAEArchitecture``), flat as checkpoints store it."""
+
     node_dim: int
     edge_dim: int
     graph_dim: int
     vocab_size: int
-    hidden: int = 64
-    heads: int = 4
-    layers: int = 2
-    latent: int = 48
-    embed_dim: int = 0
-    id_weight: float = 0.0
-    edge_weight: float = 0.05
-    kl_weight: float = 0.01
-    graph_weight: float = 1.0
+    hidden: int
+    heads: int
+    layers: int
+    latent: int
+    embed_dim: int
+    id_weight: float
+    edge_weight: float
+    kl_weight: float
+    graph_weight: float
+
+    @classmethod
+    def of(cls, arch: VGAEArchitecture, *, node_dim: int, edge_dim: int, graph_dim: int, vocab_size: int) -> "VGAEConfig":
+        return cls(node_dim=node_dim, edge_dim=edge_dim, graph_dim=graph_dim, vocab_size=vocab_size, **asdict(arch))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -11,7 +11,11 @@ import torch
 
 from canids.graphs.graphset import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES, GraphSet
 from canids.models.vgae import VGAE, VGAEConfig, window_errors
-from canids.stages.common import TrainSettings, make_trainer, restore_best, resume_checkpoint, tune_batch_size, window_loader
+from canids.settings import VGAEArchitecture
+from canids.shape import ATTACK_FREE_SPLIT
+from canids.stages.loaders import window_loader
+from canids.stages.resume import resume_checkpoint
+from canids.stages.trainer import TrainSettings, make_trainer, restore_best, tune_batch_size
 from canids.stages.metrics import best_f1_threshold, binary_metrics
 
 
@@ -68,7 +72,7 @@ class AutoencoderResult:
 
 def attack_free_index(graphs: GraphSet) -> np.ndarray:
     """Windows of attack-free training captures only (train_01), never those of attack captures."""
-    free_caps = [i for i, name in enumerate(graphs.capture_names) if name.startswith("train_01")]
+    free_caps = [i for i, name in enumerate(graphs.capture_names) if name.startswith(ATTACK_FREE_SPLIT)]
     mask = np.isin(graphs.capture.numpy(), free_caps) & (graphs.y.numpy() == 0)
     if not mask.any():
         raise ValueError("no attack-free training windows (train_01_attack_free) to train the autoencoder on")
@@ -109,8 +113,8 @@ def choose_threshold(scores: np.ndarray, labels: np.ndarray, normal_quantile: fl
     return float(np.quantile(scores, normal_quantile))
 
 
-def train_autoencoder(train: GraphSet, val: GraphSet, vocab_size: int, model_kwargs: dict, settings: TrainSettings, work_dir: Path, resume_dir: Path | None = None, teacher: VGAE | None = None, kd_alpha: float = 0.0) -> AutoencoderResult:
-    cfg = VGAEConfig(node_dim=len(NODE_FEATURES), edge_dim=len(EDGE_FEATURES), graph_dim=len(GRAPH_FEATURES), vocab_size=vocab_size, **model_kwargs)
+def train_autoencoder(train: GraphSet, val: GraphSet, vocab_size: int, arch: VGAEArchitecture, settings: TrainSettings, work_dir: Path, resume_dir: Path | None = None, teacher: VGAE | None = None, kd_alpha: float = 0.0) -> AutoencoderResult:
+    cfg = VGAEConfig.of(arch, node_dim=len(NODE_FEATURES), edge_dim=len(EDGE_FEATURES), graph_dim=len(GRAPH_FEATURES), vocab_size=vocab_size)
     train_index = attack_free_index(train)
     val_index = np.flatnonzero(val.y.numpy() == 0)
     module = VGAEModule(cfg, train, train_index, val, val_index, settings, teacher, kd_alpha)

@@ -23,16 +23,11 @@ import torch.nn.functional as F
 
 from canids.graphs.graphset import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES, GraphSet
 from canids.models.gat import GATClassifier, GATConfig
-from canids.stages.common import TrainSettings, make_trainer, restore_best, resume_checkpoint, tune_batch_size, window_loader
+from canids.settings import CurriculumPacing, GATArchitecture
+from canids.stages.loaders import window_loader
+from canids.stages.resume import resume_checkpoint
+from canids.stages.trainer import TrainSettings, make_trainer, restore_best, tune_batch_size
 from canids.stages.metrics import binary_metrics
-
-
-@dataclass
-class CurriculumSettings:
-    start_fraction: float = 0.3
-    ramp_epochs: int = 5
-    attack_share: float = 0.3
-    epoch_windows: int | None = None
 
 
 def difficulty(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -47,13 +42,13 @@ def difficulty(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def pacing_fraction(epoch: int, cfg: CurriculumSettings) -> float:
+def pacing_fraction(epoch: int, cfg: CurriculumPacing) -> float:
     if cfg.ramp_epochs <= 0:
         return 1.0
     return float(min(1.0, cfg.start_fraction + (1.0 - cfg.start_fraction) * epoch / cfg.ramp_epochs))
 
 
-def epoch_sample(epoch: int, diff: np.ndarray, labels: np.ndarray, attack_type: np.ndarray, cfg: CurriculumSettings, seed: int) -> tuple[np.ndarray, dict]:
+def epoch_sample(epoch: int, diff: np.ndarray, labels: np.ndarray, attack_type: np.ndarray, cfg: CurriculumPacing, seed: int) -> tuple[np.ndarray, dict]:
     """The windows (with repeats for oversampled attacks) one epoch trains on, and its log record."""
     rng = np.random.default_rng(seed + epoch)
     frac = pacing_fraction(epoch, cfg)
@@ -80,7 +75,7 @@ def epoch_sample(epoch: int, diff: np.ndarray, labels: np.ndarray, attack_type: 
 
 
 class GATModule(L.LightningModule):
-    def __init__(self, cfg: GATConfig, train_set: GraphSet, diff: np.ndarray, val_set: GraphSet, settings: TrainSettings, curriculum: CurriculumSettings, teacher: GATClassifier | None = None, kd_alpha: float = 0.0, kd_temperature: float = 4.0) -> None:
+    def __init__(self, cfg: GATConfig, train_set: GraphSet, diff: np.ndarray, val_set: GraphSet, settings: TrainSettings, curriculum: CurriculumPacing, teacher: GATClassifier | None = None, kd_alpha: float = 0.0, kd_temperature: float = 4.0) -> None:
         super().__init__()
         self.model = GATClassifier(cfg)
         self.train_set, self.diff, self.val_set = train_set, diff, val_set
@@ -159,8 +154,8 @@ def predict_proba(model: GATClassifier, graphs: GraphSet, batch_size: int = 1024
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
-def train_curriculum(train: GraphSet, val: GraphSet, vgae_train_scores: np.ndarray, vocab_size: int, model_kwargs: dict, settings: TrainSettings, curriculum: CurriculumSettings, work_dir: Path, resume_dir: Path | None = None, teacher: GATClassifier | None = None, kd_alpha: float = 0.0, kd_temperature: float = 4.0) -> CurriculumResult:
-    cfg = GATConfig(node_dim=len(NODE_FEATURES), edge_dim=len(EDGE_FEATURES), graph_dim=len(GRAPH_FEATURES), vocab_size=vocab_size, **model_kwargs)
+def train_curriculum(train: GraphSet, val: GraphSet, vgae_train_scores: np.ndarray, vocab_size: int, arch: GATArchitecture, settings: TrainSettings, curriculum: CurriculumPacing, work_dir: Path, resume_dir: Path | None = None, teacher: GATClassifier | None = None, kd_alpha: float = 0.0, kd_temperature: float = 4.0) -> CurriculumResult:
+    cfg = GATConfig.of(arch, node_dim=len(NODE_FEATURES), edge_dim=len(EDGE_FEATURES), graph_dim=len(GRAPH_FEATURES), vocab_size=vocab_size)
     diff = difficulty(vgae_train_scores, train.y.numpy())
     module = GATModule(cfg, train, diff, val, settings, curriculum, teacher, kd_alpha, kd_temperature)
     factory = lambda: make_trainer(settings, work_dir / "tune", None, reload_every_epoch=True)  # noqa: E731

@@ -18,22 +18,19 @@ from canids.data.frames import Capture
 from canids.graphs.build import build_graphs
 from canids.graphs.graphset import GraphSet
 from canids.graphs.vocab import Vocabulary
-from canids.models.dqn import QNetwork, fused_decision, fused_score
+from canids.models.dqn import QNetwork
+from canids.shape import DETECTOR_STAGES, file_name
 from canids.models.gat import GATClassifier
 from canids.models.vgae import VGAE, window_score
 from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
-from canids.stages.common import window_loader
-from canids.stages.fusion import VGAECalibration, fusion_state
-
-
-#: The stages whose checkpoints make up a detector, in the order ``from_checkpoints`` takes them.
-DETECTOR_STAGES = ("autoencoder", "curriculum", "fusion")
+from canids.stages.loaders import window_loader
+from canids.stages.fusion_rule import VGAECalibration, clip_probability, fused_decision, fused_score, fusion_state
 
 
 def checkpoint_paths(variant_dir: str | Path) -> dict[str, Path]:
     """``model.ckpt`` of each detector stage under ``ROOT/{dataset}/{variant}``; refuses an unfinished run."""
     d = Path(variant_dir)
-    paths = {stage: d / stage / "model.ckpt" for stage in DETECTOR_STAGES}
+    paths = {stage: d / stage / file_name(stage, "checkpoint") for stage in DETECTOR_STAGES}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{d} is not a finished variant run (ROOT/DATASET/VARIANT); missing {', '.join(missing)}")
@@ -65,11 +62,11 @@ class Detector:
     def decide(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(decision, fused score, alpha) per window of a PyG batch; all in torch, no copies."""
         score = window_score(batch, self.vgae(batch, sample=False), self.vgae)
-        p_vgae = self.calibration.prob_t(score)
-        p_gat = F.softmax(self.gat(batch), -1)[:, 1].clamp(1e-7, 1 - 1e-7)
+        p_vgae = self.calibration.probability(score)
+        p_gat = clip_probability(F.softmax(self.gat(batch), -1)[:, 1])
         state = fusion_state(score, p_vgae, p_gat, self.calibration.threshold)
         alpha = self.policy.alphas()[self.policy(state).argmax(-1)]
-        return fused_decision(alpha, p_gat, p_vgae), fused_score(alpha, p_gat, p_vgae), alpha
+        return fused_decision(alpha, p_gat, p_vgae).long(), fused_score(alpha, p_gat, p_vgae), alpha
 
     def detect_graphs(self, graphs: GraphSet, batch_size: int = 256) -> np.ndarray:
         return torch.cat([self.decide(b)[0] for b in window_loader(graphs, None, batch_size)]).numpy()

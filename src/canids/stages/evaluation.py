@@ -11,8 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from canids.graphs.graphset import GraphSet
-from canids.stages.fusion import DetectorOutputs, fused_predictions, logistic_regression_proba
+from canids.stages.fusion_apply import DetectorOutputs, fused_predictions, logistic_regression_proba
 from canids.stages.metrics import binary_metrics, confusion
+
+#: The detectors every split reports (metrics.json ``splits.SPLIT.MODEL``), then two fusion baselines.
+MODELS = ("vgae", "gat", "fusion")
+BASELINES = ("baseline_weighted_average", "baseline_logistic_regression")
 
 
 @dataclass
@@ -29,8 +33,10 @@ def predict_split(out: DetectorOutputs, graphs: GraphSet, q_net, logreg: dict, f
     fusion_pred, fusion_score, alpha = fused_predictions(q_net, out)
     avg = fixed_alpha * out.p_gat + (1 - fixed_alpha) * out.p_vgae
     lr = logistic_regression_proba(logreg, out.state) if len(out.state) else np.zeros(0)
-    scores = {"vgae": out.vgae_score, "gat": out.p_gat, "fusion": fusion_score, "baseline_weighted_average": avg, "baseline_logistic_regression": lr}
-    decisions = {"vgae": out.p_vgae >= 0.5, "gat": out.p_gat >= 0.5, "fusion": fusion_pred.astype(bool), "baseline_weighted_average": avg >= 0.5, "baseline_logistic_regression": lr >= 0.5}
+    vgae, gat, fusion = MODELS
+    weighted, logistic = BASELINES
+    scores = {vgae: out.vgae_score, gat: out.p_gat, fusion: fusion_score, weighted: avg, logistic: lr}
+    decisions = {vgae: out.p_vgae >= 0.5, gat: out.p_gat >= 0.5, fusion: fusion_pred.astype(bool), weighted: avg >= 0.5, logistic: lr >= 0.5}
     return SplitPredictions(y=graphs.y.numpy(), scores=scores, decisions=decisions, alpha=alpha)
 
 

@@ -25,95 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from canids.graphs.graphset import GraphSet
-from canids.models.dqn import DQNConfig, QNetwork, fused_decision, fused_score
-from canids.models.gat import GATClassifier
-from canids.models.vgae import VGAE
-from canids.stages.autoencoder import score_windows
-from canids.stages.curriculum import predict_proba
+from canids.models.dqn import DQNConfig, QNetwork
+from canids.settings import FusionSettings
+from canids.stages.callbacks import NonFiniteLossError
+from canids.stages.fusion_apply import DetectorOutputs, fused_predictions, outputs_from
+from canids.stages.fusion_rule import VGAECalibration, fused_decision
 from canids.stages.metrics import binary_metrics
-
-STATE_FEATURES = ["p_vgae", "p_gat", "vgae_log_ratio", "gat_logit", "disagreement", "agree", "gat_entropy"]
-
-
-@dataclass
-class VGAECalibration:
-    """Maps a raw VGAE score to a probability-like value: 0.5 exactly at the threshold."""
-
-    threshold: float
-    log_scale: float
-
-    def prob_t(self, scores: torch.Tensor) -> torch.Tensor:
-        z = (torch.log(scores.clamp_min(1e-12)) - math.log(max(self.threshold, 1e-12))) / self.log_scale
-        return torch.sigmoid(z.clamp(-30, 30))
-
-    def prob(self, scores: np.ndarray) -> np.ndarray:
-        return self.prob_t(torch.as_tensor(scores, dtype=torch.float64)).numpy()
-
-    @classmethod
-    def fit(cls, threshold: float, normal_scores: np.ndarray) -> "VGAECalibration":
-        scale = float(np.std(np.log(np.maximum(normal_scores, 1e-12)))) if len(normal_scores) > 1 else 0.1
-        return cls(threshold=float(threshold), log_scale=max(scale, 0.05))
-
-
-@dataclass
-class DetectorOutputs:
-    """Both detectors' outputs on a set of windows plus the fusion state built from them."""
-
-    vgae_score: np.ndarray
-    p_vgae: np.ndarray
-    p_gat: np.ndarray
-    state: np.ndarray
-
-
-def fusion_state(score: torch.Tensor, p_vgae: torch.Tensor, p_gat: torch.Tensor, threshold: float) -> torch.Tensor:
-    """The DQN's state per window (``STATE_FEATURES``): both detectors' views, nothing else.
-
-    The window's own features are left out on purpose: with them the agent learnt which
-    attack patterns of validation to believe, and on an attack it never saw (set_01's
-    systematic attack on an unseen vehicle) it extrapolated backwards, trusting the silent
-    detector on attack windows (fused AUROC 0.17). From the detectors' outputs alone it
-    learns how far to believe each one.
-
-    One definition shared by training, evaluation and the deployable ``Detector``.
-    """
-    p_gat = p_gat.clamp(1e-7, 1 - 1e-7)
-    logit = torch.log(p_gat) - torch.log1p(-p_gat)
-    entropy = -(p_gat * torch.log2(p_gat) + (1 - p_gat) * torch.log2(1 - p_gat))
-    log_ratio = torch.clamp(torch.log(score.clamp_min(1e-12) / threshold), -10, 10) / 5.0
-    agree = ((p_gat >= 0.5) == (p_vgae >= 0.5)).to(p_gat.dtype)
-    views = torch.stack([p_vgae.to(p_gat.dtype), p_gat, log_ratio.to(p_gat.dtype), logit.clamp(-20, 20) / 10.0, (p_gat - p_vgae).abs(), agree, entropy], -1)
-    return views.float()
-
-
-def detector_outputs(vgae: VGAE, calibration: VGAECalibration, gat: GATClassifier, graphs: GraphSet) -> DetectorOutputs:
-    return outputs_from(torch.as_tensor(score_windows(vgae, graphs)), torch.as_tensor(predict_proba(gat, graphs)), calibration)
-
-
-def outputs_from(score: torch.Tensor, p_gat: torch.Tensor, calibration: VGAECalibration) -> DetectorOutputs:
-    """Fusion inputs from raw VGAE scores and GAT attack probabilities."""
-    p_vgae = calibration.prob_t(score).float()
-    p_gat = p_gat.clamp(1e-7, 1 - 1e-7)
-    state = fusion_state(score, p_vgae, p_gat, calibration.threshold)
-    return DetectorOutputs(score.numpy(), p_vgae.numpy(), p_gat.numpy(), state.numpy())
-
-
-@dataclass
-class FusionSettings:
-    steps: int = 3000
-    parallel_envs: int = 64
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    gamma: float = 0.2
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.02
-    epsilon_decay_steps: int = 1500
-    target_update: int = 100
-    replay_capacity: int = 50000
-    eval_every: int = 100
-    seed: int = 0
-    kd_alpha: float = 0.0
-    simulated_failure_share: float = 0.5
-
 
 def epsilon_at(step: int, s: FusionSettings) -> float:
     """Exponential decay from epsilon_start to epsilon_end over epsilon_decay_steps."""
@@ -147,20 +64,6 @@ class FusionResult:
     metrics: dict = field(default_factory=dict)
 
 
-def policy_alpha(q_net: QNetwork, state: np.ndarray) -> np.ndarray:
-    """Greedy fusion weight per window."""
-    with torch.no_grad():
-        q = q_net(torch.as_tensor(state))
-    return q_net.alphas()[q.argmax(-1)].numpy()
-
-
-def fused_predictions(q_net: QNetwork, out: DetectorOutputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(decision, fused score, alpha) per window under the one decision rule."""
-    alpha = torch.as_tensor(policy_alpha(q_net, out.state))
-    p_gat, p_vgae = torch.as_tensor(out.p_gat), torch.as_tensor(out.p_vgae)
-    return fused_decision(alpha, p_gat, p_vgae).numpy(), fused_score(alpha, p_gat, p_vgae).numpy(), alpha.numpy()
-
-
 def simulate_detector_failures(out: DetectorOutputs, graphs: GraphSet, index: np.ndarray, calibration: VGAECalibration, share: float, rng: np.random.Generator) -> tuple[DetectorOutputs, np.ndarray]:
     """Extra windows in which one detector is wrong and the other right: (outputs, labels).
 
@@ -181,7 +84,7 @@ def simulate_detector_failures(out: DetectorOutputs, graphs: GraphSet, index: np
     y = graphs.y.numpy()
     attacks, normals = index[y[index] == 1], index[y[index] == 0]
     if len(attacks) == 0 or len(normals) == 0 or share <= 0:
-        return _subset(out, np.zeros(0, np.int64)), np.zeros(0, np.int64)
+        return out.subset(np.zeros(0, np.int64)), np.zeros(0, np.int64)
     n_att, n_norm = max(1, int(round(share * len(attacks)))), max(1, int(round(share * len(normals))))
     hosts, donors, labels, wrong_gat = [], [], [], []
     # (pool of real windows, donor pool, count, label, is the GAT the wrong one)
@@ -197,9 +100,13 @@ def simulate_detector_failures(out: DetectorOutputs, graphs: GraphSet, index: np
     return outputs_from(torch.as_tensor(score), torch.as_tensor(p_gat), calibration), label
 
 
-def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: FusionSettings, teacher: QNetwork | None = None, calibration: VGAECalibration | None = None) -> FusionResult:
-    rng = np.random.default_rng(s.seed)
-    torch.manual_seed(s.seed)
+def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: FusionSettings, *, seed: int, teacher: QNetwork | None = None, kd_alpha: float = 0.0, calibration: VGAECalibration | None = None) -> FusionResult:
+    """Train the DQN on validation windows (+ simulated failures); keep the best validated policy.
+
+    ``teacher`` and ``kd_alpha``: distil the teacher's Q-values (student_kd).
+    """
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
     train_idx, val_idx = split_by_time(graphs)
     y = graphs.y.numpy()
     order = _episode_order(graphs, train_idx)
@@ -214,7 +121,7 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
         select_out, select_y = simulate_detector_failures(out, graphs, val_idx, calibration, s.simulated_failure_share, rng)
         extra, extra_y = simulate_detector_failures(out, graphs, train_idx, calibration, s.simulated_failure_share, rng)
         first = len(y)
-        out = _concat(out, extra)
+        out = out.concat(extra)
         virtual = np.arange(first, first + len(extra_y))
         y = np.r_[y, extra_y.astype(y.dtype)]
         next_of = np.r_[next_of, np.full(len(virtual), -1)]
@@ -265,12 +172,12 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
             tgt = rw + s.gamma * q_next * has_next
         q = q_net(st)
         loss = F.smooth_l1_loss(q.gather(1, ac[:, None]).squeeze(1), tgt)
-        if teacher is not None and s.kd_alpha > 0:
+        if teacher is not None and kd_alpha > 0:
             with torch.no_grad():
                 q_teacher = teacher(st)
-            loss = (1 - s.kd_alpha) * loss + s.kd_alpha * F.mse_loss(q, q_teacher)
+            loss = (1 - kd_alpha) * loss + kd_alpha * F.mse_loss(q, q_teacher)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"fusion DQN loss became {float(loss)} at step {step}; lower fusion learning_rate")
+            raise NonFiniteLossError(f"fusion DQN loss became {float(loss)} at step {step}; lower fusion.<size>.learning_rate ({s.learning_rate})")
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(q_net.parameters(), 10.0)
@@ -278,7 +185,7 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
         if step % s.target_update == 0:
             target.load_state_dict(q_net.state_dict())
         if step % s.eval_every == 0 or step == s.steps:
-            pred, _, alpha = fused_predictions(q_net, _subset(eval_out, val_idx))
+            pred, _, alpha = fused_predictions(q_net, eval_out.subset(val_idx))
             f1 = binary_metrics(y[val_idx], pred)["f1"]
             point = {"step": step, "epsilon": round(eps, 4), "loss": float(loss.detach()), "val_f1": f1, "mean_alpha": float(alpha.mean())}
             key = (f1,)
@@ -293,13 +200,13 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
     q_net.load_state_dict(best[1])
     q_net.eval()
 
-    val_out = _subset(eval_out, val_idx)
+    val_out = eval_out.subset(val_idx)
     yv = y[val_idx]
     pred, fused, alpha = fused_predictions(q_net, val_out)
     fusion_f1 = binary_metrics(yv, pred, fused)["f1"]
     gat_f1 = binary_metrics(yv, val_out.p_gat >= 0.5)["f1"]
     vgae_f1 = binary_metrics(yv, val_out.p_vgae >= 0.5)["f1"]
-    logreg = fit_logistic_regression(out.state[train_idx], y[train_idx], seed=s.seed)
+    logreg = fit_logistic_regression(out.state[train_idx], y[train_idx], seed=seed)
     return FusionResult(
         q_net=q_net,
         logreg=logreg,
@@ -323,14 +230,6 @@ def _episode_order(graphs: GraphSet, index: np.ndarray) -> np.ndarray:
     return index[np.lexsort((t, capture))]
 
 
-def _subset(out: DetectorOutputs, idx: np.ndarray) -> DetectorOutputs:
-    return DetectorOutputs(out.vgae_score[idx], out.p_vgae[idx], out.p_gat[idx], out.state[idx])
-
-
-def _concat(a: DetectorOutputs, b: DetectorOutputs) -> DetectorOutputs:
-    return DetectorOutputs(*(np.concatenate([getattr(a, f), getattr(b, f).astype(getattr(a, f).dtype)]) for f in ("vgae_score", "p_vgae", "p_gat", "state")))
-
-
 def fit_logistic_regression(x: np.ndarray, y: np.ndarray, seed: int = 0, steps: int = 300) -> dict:
     """Baseline fusion: class-balanced logistic regression on the same state features."""
     torch.manual_seed(seed)
@@ -351,6 +250,3 @@ def fit_logistic_regression(x: np.ndarray, y: np.ndarray, seed: int = 0, steps: 
     return {"weight": w.detach().tolist(), "bias": float(b.detach()), "mean": mean.tolist(), "std": std.tolist()}
 
 
-def logistic_regression_proba(model: dict, x: np.ndarray) -> np.ndarray:
-    z = (x - np.asarray(model["mean"])) / np.asarray(model["std"]) @ np.asarray(model["weight"]) + model["bias"]
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))

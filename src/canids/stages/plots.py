@@ -19,11 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure, SubFigure  # noqa: E402
 
-from canids.stages.evaluation import SplitPredictions  # noqa: E402
+from canids.stages.evaluation import MODELS, SplitPredictions  # noqa: E402
 from canids.stages.metrics import pr_curve, roc_curve  # noqa: E402
 from canids.util import atomic_save  # noqa: E402
 
-MODELS = ("vgae", "gat", "fusion")
 # ROC x axis: linear below one false alarm in 10,000 normal windows, logarithmic above, so the
 # low false-positive rates that matter for an IDS are not squeezed against the y axis.
 FPR_LINTHRESH = 1e-4

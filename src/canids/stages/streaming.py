@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from canids.stages.fusion_rule import SCALAR, VGAECalibration, fused_decision, fused_score, fusion_state
+
 if TYPE_CHECKING:  # the runtime itself never imports torch
     from canids.graphs.graphset import GraphSet
     from canids.stages.detector import Detector
@@ -67,8 +69,7 @@ class StreamingDetector:
         self._policy = [(a[f"policy.{i}.w"], a[f"policy.{i}.b"]) for i in range(meta["policy_layers"])]
         self._alphas = a["policy.alphas"].astype(np.float64)
         self._threshold = float(meta["threshold"])
-        self._log_threshold = math.log(max(self._threshold, 1e-12))
-        self._log_scale = float(meta["log_scale"])
+        self._calibration = VGAECalibration(self._threshold, float(meta["log_scale"]))
         self.uses_vocab = "input.vocab_table" in a or "vgae.id_decoder.w" in a
         self._dims = (a["input.w"].shape[0], self._layers[0].edge_w.shape[0] if self._layers else 0, a["vgae.graph_decoder.1.w"].shape[1])
         #: The training vocabulary's CAN IDs: ``Vocabulary(can_ids)`` builds windows for this detector.
@@ -205,16 +206,14 @@ class StreamingDetector:
                 jumping.append(h_gat)
         score = self._vgae_score(a, h_vgae, x, u, n, node_vocab)
         p_gat = self._gat_probability(a, jumping, u, n)
-        z = (math.log(max(score, 1e-12)) - self._log_threshold) / self._log_scale
-        p_vgae = float(_F32(1.0 / (1.0 + math.exp(-min(30.0, max(-30.0, z))))))  # a float32 value, as in torch
-        q = self._fusion_state(score, p_vgae, p_gat)
+        p_vgae = self._calibration.probability(score, SCALAR)
+        q = fusion_state(score, p_vgae, p_gat, self._threshold, SCALAR)
         for i, (w, b) in enumerate(self._policy):
             q = q @ w + b
             if i < len(self._policy) - 1:
                 q = np.maximum(q, 0.0)
         alpha = float(self._alphas[int(q.argmax())])
-        fused = alpha * p_gat + (1.0 - alpha) * p_vgae
-        return Decision(int(fused >= 0.5), fused, alpha)
+        return Decision(int(fused_decision(alpha, p_gat, p_vgae)), fused_score(alpha, p_gat, p_vgae), alpha)
 
     def decide_graphs(self, graphs: "GraphSet") -> np.ndarray:
         """Decisions for every window of a ``GraphSet``, one window at a time (what a vehicle does)."""
@@ -253,15 +252,6 @@ class StreamingDetector:
         logits = np.maximum(z, slope * z) @ a["gat.head.1.w"] + a["gat.head.1.b"]
         p = 1.0 / (1.0 + math.exp(min(80.0, float(logits[0] - logits[1]))))  # softmax(logits)[1]
         return float(min(max(_F32(p), _F32(1e-7)), _F32(1 - 1e-7)))  # float32, as torch: near 1, log1p(-p) is sensitive
-
-    def _fusion_state(self, score: float, p_vgae: float, p_gat: float) -> np.ndarray:
-        """``fusion.fusion_state`` of one window, in scalar arithmetic."""
-        p = p_gat
-        logit = math.log(p) - math.log1p(-p)
-        entropy = -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
-        log_ratio = min(10.0, max(-10.0, math.log(max(score, 1e-12) / self._threshold))) / 5.0
-        agree = float((p >= 0.5) == (p_vgae >= 0.5))
-        return np.array([p_vgae, p, log_ratio, min(20.0, max(-20.0, logit)) / 10.0, abs(p - p_vgae), agree, entropy], dtype=_F32)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ everything after it) when that code changes.
 
 The digest is precise in both directions:
 
-- which modules: the stage's entry modules and everything they import from ``canids``,
-  found by reading the import statements (not by importing anything), so editing the fusion
-  stage re-runs fusion and evaluation but not the autoencoder;
+- which modules: the stage's entry module (``Stage.code`` in canids.shape) and everything it
+  imports from ``canids``, found by reading the import statements (not by importing
+  anything), so editing the fusion stage re-runs fusion and evaluation but not the
+  autoencoder;
 - which changes: each module's syntax tree with its docstrings removed (the parser already
   drops comments and layout), so editing documentation or formatting re-runs nothing.
 """
@@ -22,32 +23,23 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-from canids.workflow.settings import TRAINING_STAGES
+from canids.shape import STAGES
 
 PACKAGE = "canids"
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
-#: Per rule: modules whose own code, and everything they import from the package, the rule runs.
-#: ``canids.workflow.train`` holds the three training stages' glue: its own code counts for
-#: each of them (``FILE_ONLY``), but not its imports of the other stages.
-STAGE_ENTRIES: dict[str, tuple[str, ...]] = {
-    "generate_synthetic": ("canids.data.synthetic",),
-    "preprocess": ("canids.workflow.preprocess",),
-    "autoencoder": ("canids.stages.autoencoder", "canids.stages.checkpoints", "canids.workflow.manifest"),
-    "curriculum": ("canids.stages.curriculum", "canids.stages.checkpoints", "canids.workflow.manifest"),
-    "fusion": ("canids.stages.fusion", "canids.stages.checkpoints", "canids.workflow.manifest"),
-    "evaluation": ("canids.workflow.evaluate",),
-}
-FILE_ONLY: dict[str, tuple[str, ...]] = {stage: ("canids.workflow.train",) for stage in TRAINING_STAGES}
+#: Rules that are not pipeline stages, and the module each runs.
+RULE_ENTRIES: dict[str, str] = {"generate_synthetic": "canids.data.synthetic"}
+#: Every rule's entry module: the stage's own (``canids.shape``), or one of ``RULE_ENTRIES``.
+ENTRIES: dict[str, str] = {**RULE_ENTRIES, **{name: stage.code for name, stage in STAGES.items()}}
 
 
-def stage_code_digest(stage: str) -> str:
-    """sha256 (hex, 16 chars) of the code ``stage`` runs; equal digests mean equal code."""
-    if stage not in STAGE_ENTRIES:
-        raise KeyError(f"no code entry for stage {stage!r}; expected one of {sorted(STAGE_ENTRIES)}")
-    modules = sorted(set(module_closure(STAGE_ENTRIES[stage])) | set(FILE_ONLY.get(stage, ())))
+def stage_code_digest(rule: str) -> str:
+    """sha256 (hex, 16 chars) of the code ``rule`` runs; equal digests mean equal code."""
+    if rule not in ENTRIES:
+        raise KeyError(f"no code entry for rule {rule!r}; expected one of {sorted(ENTRIES)}")
     digest = hashlib.sha256()
-    for module in modules:
+    for module in module_closure((ENTRIES[rule],)):
         digest.update(module.encode() + b"\0" + _code_of(module).encode() + b"\0")
     return digest.hexdigest()[:16]
 

@@ -1,13 +1,10 @@
-"""What the Snakefile asks of Python: targets, raw inputs, upstream manifests, settings.
+"""What the Snakefile asks of Python: targets, raw inputs, each rule's inputs, settings.
 
 Kept out of the .smk files so the rules stay declarative and this logic is unit-testable
-without Snakemake. Output paths are the public interface:
+without Snakemake. Stages, their edges and their paths come from ``canids.shape``; a rule's
+inputs are the outputs of the stages it reads (``Pipeline.inputs``).
 
-    ROOT/{dataset}/preprocess/manifest.json
-    ROOT/{dataset}/{variant}/{autoencoder,curriculum,fusion}/{manifest.json,model.ckpt}
-    ROOT/{dataset}/{variant}/evaluation/metrics.json
-
-A job spec's dependency manifests pin upstream stages (canids.workflow.jobspec): for a pinned
+A job spec's dependency manifests pin upstream stages (canids.workflow.pins): for a pinned
 (dataset, stage, variant), ``upstream`` and ``teacher`` return the verified pinned manifest
 or checkpoint instead of the workflow's own output path, and the rules mark those inputs
 ``before_update`` so that Snakemake never schedules a job to (re)build them.
@@ -17,14 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from canids.data.catalog import Catalog, load_catalog
-from canids.workflow.jobspec import ConfigSources, Pin, resolve_pins, selected_datasets
-from canids.workflow.settings import VARIANTS, experiment_root, stage_settings
+from canids.settings import Settings, stage_settings
+from canids.shape import STAGES, VARIANTS, Layout, file_name, output_key
+from canids.workflow.config import ConfigSources, JobSpecError
+from canids.workflow.pins import Pin, check_template, resolve_pins
 
-STAGES = ("preprocess", "autoencoder", "curriculum", "fusion", "evaluation")
-_ARTIFACT_FILES = {"manifest": "manifest.json", "checkpoint": "model.ckpt"}
-
+__all__ = ["Pipeline", "REPO_ROOT", "resolve_repo_path", "selected_datasets"]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -41,68 +39,73 @@ def resolve_repo_path(path: str) -> str:
     return str(REPO_ROOT / candidate)
 
 
+def selected_datasets(settings: Settings, catalog: Catalog, origin: Callable[[str], str]) -> list[str]:
+    """The job's datasets, each checked against the catalog (the message names the field)."""
+    value = settings.datasets
+    items = [value] if isinstance(value, str) else list(value or [])
+    known = ", ".join(catalog.names)
+    if not items:
+        raise JobSpecError(f"{origin('datasets')}: datasets: expected \"all\" or a non-empty list of dataset names from {catalog.source} ({known}), got []")
+    for i, item in enumerate(items):
+        if item != "all" and item not in catalog.names:
+            raise JobSpecError(f"{origin('datasets')}: datasets[{i}]: unknown dataset {item!r}; expected \"all\" or one of {known} (catalog {catalog.source})")
+    return catalog.expand(value)
+
+
 @dataclass
 class Pipeline:
-    config: dict
+    settings: Settings
     catalog: Catalog
-    root: str
-    #: (dataset, stage, variant or None for preprocess) -> verified pinned manifest
+    layout: Layout
+    #: (dataset, stage, variant or None for a shared stage) -> verified pinned manifest
     pins: dict[tuple[str, str, str | None], Pin] = field(default_factory=dict)
 
+    @property
+    def root(self) -> str:
+        return self.layout.root
+
     @classmethod
-    def from_config(cls, config: dict, sources: ConfigSources | None = None) -> "Pipeline":
+    def from_settings(cls, settings: Settings, sources: ConfigSources | None = None) -> "Pipeline":
         """Resolve roots and catalog, check the selected datasets and verify every pinned manifest.
 
         ``sources`` says which config file set each key, so errors name the job spec.
         Everything here runs at parse time: a bad spec or a tampered pin fails ``snakemake -n``.
         """
         origin = (sources or ConfigSources()).origin
-        root = str(experiment_root(config))
-        catalog = load_catalog(resolve_repo_path(config["catalog"]), data_root=config.get("data_root"), experiment_root=root)
-        pipeline = cls(config=config, catalog=catalog, root=root)
-        datasets = selected_datasets(config, catalog, origin)
-        pipeline.pins = resolve_pins(config, datasets=datasets, catalog_names=catalog.names, variants=pipeline.variants(), root=root, origin=origin)
+        root = str(settings.root())
+        catalog = load_catalog(resolve_repo_path(settings.catalog), data_root=settings.data_root, experiment_root=root)
+        pipeline = cls(settings=settings, catalog=catalog, layout=Layout(root))
+        datasets = selected_datasets(settings, catalog, origin)
+        if settings.distillation.teacher_path:
+            check_template(settings.distillation.teacher_path, f"{origin('distillation') if 'teacher_path' not in settings.extra_args else origin('extra_args')}: teacher_path")
+        pipeline.pins = resolve_pins(settings, datasets=datasets, catalog_names=catalog.names, root=root, origin=origin)
         return pipeline
 
     # ------------------------------------------------------------------ targets
     def datasets(self) -> list[str]:
-        return self.catalog.expand(self.config["datasets"])
+        return self.catalog.expand(self.settings.datasets)
 
     def variants(self) -> list[str]:
-        if self.config.get("variant"):
-            return [self.config["variant"]]
-        return list(self.config.get("variants") or ["teacher"])
+        return self.settings.selected_variants()
 
     def stage_path(self, dataset: str, variant: str | None, stage: str, artifact: str = "manifest") -> str:
-        if stage == "preprocess":
-            return f"{self.root}/{dataset}/preprocess/{_ARTIFACT_FILES[artifact]}"
-        if stage == "evaluation" and artifact == "metrics":
-            return f"{self.root}/{dataset}/{variant}/evaluation/metrics.json"
-        return f"{self.root}/{dataset}/{variant}/{stage}/{_ARTIFACT_FILES[artifact]}"
-
-    def target(self, dataset: str, variant: str, stage: str) -> str:
-        if stage not in STAGES:
-            raise ValueError(f"unknown training type '{stage}' (expected one of {', '.join(STAGES)})")
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant '{variant}' (expected one of {', '.join(VARIANTS)})")
-        return self.stage_path(dataset, variant, stage, "metrics" if stage == "evaluation" else "manifest")
+        return self.layout.file(dataset, variant, stage, artifact)
 
     def targets(self) -> list[str]:
-        return [self.target(d, v, s) for d in self.datasets() for v in self.variants() for s in self.config["training_types"]]
+        return [self.layout.target(d, v, s) for d in self.datasets() for v in self.variants() for s in self.settings.training_types]
 
     # ------------------------------------------------------------------ inputs
     def raw_inputs(self, dataset: str) -> list[str]:
         """Raw capture files (checked now, so a missing directory fails the dry run)."""
         spec = self.catalog.get(dataset)
         if spec.generated:
-            # the generate_synthetic rule's output (same spelling, so Snakemake links the two)
-            return [f"{self.root}/{dataset}/raw/generator.json"]
+            return [self.layout.generated_receipt(dataset)]  # the generator rule's output
         spec.check_layout()
         return [str(f.path) for f in spec.capture_files()]
 
     def pin(self, dataset: str, variant: str | None, stage: str) -> Pin | None:
         """The pinned manifest standing in for this stage output, if the spec pins it."""
-        return self.pins.get((dataset, stage, None if stage == "preprocess" else variant))
+        return self.pins.get((dataset, *output_key(stage, variant)))
 
     def is_pinned(self, path: str) -> bool:
         """Whether an input path is a pinned artifact (used as it is on disk, never rebuilt)."""
@@ -116,24 +119,35 @@ class Pipeline:
         return paths
 
     def upstream(self, dataset: str, variant: str | None, stage: str, artifact: str = "manifest") -> str:
-        """Path of an upstream stage's manifest or checkpoint: pinned by the spec, else built here."""
+        """Path of an upstream stage's manifest or artifact: pinned by the spec, else built here."""
         pin = self.pin(dataset, variant, stage)
         if pin is not None:
             return pin.path(artifact)
         return self.stage_path(dataset, variant, stage, artifact)
 
     def teacher(self, dataset: str, variant: str, stage: str, artifact: str = "manifest") -> list[str]:
-        """student_kd depends on the teacher's same stage (pinned, distillation.teacher_path, or built here)."""
-        if variant != "student_kd":
+        """A distilled variant reads its teacher's same stage (pinned, distillation.teacher_path, or built here)."""
+        teacher = VARIANTS[variant].teacher
+        if teacher is None or not STAGES[stage].trains:
             return []
-        pin = self.pin(dataset, "teacher", stage)
+        pin = self.pin(dataset, teacher, stage)
         if pin is not None:
             return [pin.path(artifact)]
-        teacher_path = (self.config.get("extra_args") or {}).get("teacher_path") or (self.config.get("distillation") or {}).get("teacher_path")
-        if teacher_path:
-            base = Path(teacher_path.format(dataset=dataset, experiment_root=self.root))
-            return [str(base / stage / _ARTIFACT_FILES[artifact])]
-        return [self.stage_path(dataset, "teacher", stage, artifact)]
+        template = self.settings.distillation.teacher_path
+        if template:  # a teacher variant directory: <teacher_path>/<stage>/<file>
+            base = Path(template.format(dataset=dataset, experiment_root=self.root))
+            return [str(base / stage / file_name(stage, artifact))]
+        return [self.stage_path(dataset, teacher, stage, artifact)]
 
-    def settings(self, stage: str, variant: str) -> dict:
-        return stage_settings(self.config, stage, variant)
+    def inputs(self, dataset: str, variant: str | None, stage: str) -> dict[str, str]:
+        """A rule's named inputs: each stage it reads (manifest, and checkpoint where it has one)."""
+        named: dict[str, str] = {}
+        for up in STAGES[stage].reads:
+            named[up] = self.upstream(dataset, variant, up)
+            if "checkpoint" in STAGES[up].artifacts:
+                named[f"{up}_checkpoint"] = self.upstream(dataset, variant, up, "checkpoint")
+        return named
+
+    def settings_of(self, stage: str, variant: str | None) -> dict:
+        return stage_settings(self.settings, stage, variant)
+

@@ -1,35 +1,38 @@
-"""The evaluation stage: every detector on every official test split -> metrics.json + plots."""
+"""The evaluation stage's job: every detector on every official test split -> metrics.json + plots."""
 
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from canids.graphs.graphset import load_graphsets
+from canids.settings import stage_settings
+from canids.shape import DETECTOR_STAGES, STAGES, VALIDATION
 from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
-from canids.stages.evaluation import predict_split, split_metrics
-from canids.stages.fusion import VGAECalibration, detector_outputs
+from canids.stages.evaluation import MODELS, predict_split, split_metrics
+from canids.stages.fusion_apply import detector_outputs
+from canids.stages.fusion_rule import VGAECalibration
 from canids.stages.plots import plot_confusion, plot_curves, plot_training_curves
-from canids.stages.common import configure_threads
+from canids.stages.trainer import configure_threads
 from canids.util import atomic_write_json
+from canids.workflow.jobs import Job
 from canids.workflow.manifest import json_safe, load_manifest, write_manifest
 
 
-def run_evaluation(dataset: str, variant: str, preprocess_manifest: str, autoencoder_manifest: str, curriculum_manifest: str, fusion_manifest: str, metrics_out: Path, manifest_out: Path, curves_png: Path, confusion_png: Path, training_png: Path) -> dict:
+def run(job: Job) -> dict:
     t0 = time.perf_counter()
-    configure_threads()
-    pre = load_manifest(preprocess_manifest, stage="preprocess", dataset=dataset)
-    ae = load_manifest(autoencoder_manifest, stage="autoencoder", dataset=dataset)
-    gat_m = load_manifest(curriculum_manifest, stage="curriculum", dataset=dataset)
-    fus = load_manifest(fusion_manifest, stage="fusion", dataset=dataset)
+    configure_threads(job.threads)
+    dataset, variant = job.dataset, job.variant
+    pre = load_manifest(job.inputs["preprocess"], stage="preprocess", dataset=dataset)
+    models = {stage: load_manifest(job.inputs[stage], stage=stage, dataset=dataset) for stage in DETECTOR_STAGES}
+    ae, gat_m, fus = (models[stage] for stage in DETECTOR_STAGES)
     vgae, _ = load_vgae(ae.artifact("checkpoint"))
     gat, _ = load_gat(gat_m.artifact("checkpoint"))
     q_net, fus_payload = load_dqn(fus.artifact("checkpoint"))
     calibration = VGAECalibration(**fus_payload["calibration"])
     tests, _ = load_graphsets(pre.artifact("test_graphs"))
     train_sets, _ = load_graphsets(pre.artifact("train_graphs"))
-    splits = {"val": train_sets["val"], **tests}
+    splits = {VALIDATION: train_sets[VALIDATION], **tests}
     results, preds = {}, {}
     for split, graphs in splits.items():
         if len(graphs) == 0:
@@ -37,25 +40,30 @@ def run_evaluation(dataset: str, variant: str, preprocess_manifest: str, autoenc
         out = detector_outputs(vgae, calibration, gat, graphs)
         preds[split] = predict_split(out, graphs, q_net, fus_payload["logreg"])
         results[split] = split_metrics(preds[split], graphs)
-        f = results[split]
-        print(f"[evaluation] {dataset}/{variant} {split}: windows={len(graphs)} attack={graphs.n_attack} f1 vgae={f['vgae']['f1']:.4f} gat={f['gat']['f1']:.4f} fusion={f['fusion']['f1']:.4f}", file=sys.stderr)
-    metrics = {"dataset": dataset, "variant": variant, "splits": results}
-    atomic_write_json(metrics_out, json_safe(metrics))
-    test_preds = {k: v for k, v in preds.items() if k != "val"}
-    plot_curves(test_preds or preds, curves_png)
-    plot_confusion(test_preds or preds, confusion_png)
-    plot_training_curves({m.data["stage"]: m.path.parent / "training_curves.csv" for m in (ae, gat_m, fus)}, training_png)
-    summary = {split: {model: results[split][model]["f1"] for model in ("vgae", "gat", "fusion")} for split in results}
+        f1 = " ".join(f"{m}={results[split][m]['f1']:.4f}" for m in MODELS)
+        print(f"[evaluation] {dataset}/{variant} {split}: windows={len(graphs)} attack={graphs.n_attack} f1 {f1}", file=sys.stderr)
+    atomic_write_json(job.output("metrics"), json_safe({"dataset": dataset, "variant": variant, "splits": results}))
+    test_preds = {k: v for k, v in preds.items() if k != VALIDATION}
+    plot_curves(test_preds or preds, job.output("roc_pr_curves"))
+    plot_confusion(test_preds or preds, job.output("confusion_matrices"))
+    plot_training_curves({stage: _curves(m) for stage, m in models.items()}, job.output("training_curves"))
+    summary = {split: {model: results[split][model]["f1"] for model in MODELS} for split in results}
     return write_manifest(
-        manifest_out,
+        job.output("manifest"),
         dataset=dataset,
-        stage="evaluation",
+        stage=job.stage,
         variant=variant,
-        artifacts={"metrics": metrics_out, "roc_pr_curves": curves_png, "confusion_matrices": confusion_png, "training_curves": training_png},
-        hyperparameters={"decision_rule": "fused score >= 0.5; VGAE threshold and GAT 0.5 from validation, never re-tuned on test"},
-        upstream=[pre, ae, gat_m, fus],
+        artifacts={name: job.output(name) for name in STAGES[job.stage].artifacts},
+        hyperparameters={**stage_settings(job.settings, job.stage, variant), "decision_rule": "fused score >= 0.5; VGAE threshold and GAT 0.5 from validation, never re-tuned on test"},
+        upstream=[pre, *models.values()],
         data_fingerprint={"sha256": pre.data["data_fingerprint"]["sha256"], "n_files": pre.data["data_fingerprint"]["n_files"]},
         wall_time_s=time.perf_counter() - t0,
         metrics={"f1": summary},
     )
 
+
+def _curves(manifest):
+    """A training stage's curve: its pinned artifact, or (manifests written before it was one) the file beside it."""
+    if "training_curves" in manifest.data["artifacts"]:
+        return manifest.artifact("training_curves")
+    return manifest.path.parent / "training_curves.csv"

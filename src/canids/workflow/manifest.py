@@ -21,10 +21,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from canids import __version__
 from canids.util import atomic_write_json, sha256_file
+from canids.validation import check
+from canids.workflow.schemas import manifest_schema
 
 SCHEMA_VERSION = 1
 _TRACKED_PACKAGES = ("torch", "torch_geometric", "lightning", "numpy", "pandas", "snakemake", "snakemake-executor-plugin-slurm")
@@ -34,28 +34,8 @@ class ManifestError(ValueError):
     """A manifest is missing, malformed, for the wrong dataset/stage, or its artifact does not match."""
 
 
-def schema_dir() -> Path:
-    """``workflow/schemas`` of the checkout the package was installed from (editable install)."""
-    env = os.environ.get("CANIDS_SCHEMA_DIR")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[3] / "workflow" / "schemas")
-    for path in candidates:
-        if (path / "manifest.schema.json").exists():
-            return path
-    raise FileNotFoundError(f"workflow/schemas/manifest.schema.json not found (looked in {', '.join(map(str, candidates))}); install the package editable from the repository (pip install -e .) or set CANIDS_SCHEMA_DIR")
-
-
-@functools.lru_cache(maxsize=1)
-def _schema() -> dict:
-    return json.loads((schema_dir() / "manifest.schema.json").read_text())
-
-
 def validate_manifest(data: dict, source: str = "manifest") -> None:
-    try:
-        jsonschema.validate(data, _schema())
-    except jsonschema.ValidationError as err:
-        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ManifestError(f"{source}: invalid manifest at '{where}': {err.message}") from None
+    check(data, manifest_schema(), source, error=ManifestError, what="manifest")
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,11 +83,12 @@ class LoadedManifest:
     sha256: str
 
     def artifact(self, name: str) -> Path:
+        """An artifact's path: inside the manifest's directory, or refused."""
         try:
             entry = self.data["artifacts"][name]
         except KeyError:
             raise ManifestError(f"{self.path}: no artifact named '{name}' (has: {', '.join(self.data['artifacts'])})") from None
-        return (self.path.parent / entry["path"]).resolve()
+        return _inside(self.path, name, entry["path"])
 
     def upstream_ref(self) -> dict:
         return {"stage": self.data["stage"], "variant": self.data["variant"], "path": str(self.path), "sha256": self.sha256}
@@ -162,9 +143,23 @@ def load_manifest(path: str | Path, *, stage: str | None = None, dataset: str | 
     return loaded
 
 
+def _inside(manifest_path: Path, name: str, relative: str) -> Path:
+    """``relative`` resolved against the manifest's directory; a path that leaves it is refused.
+
+    A manifest is a contract about its own directory: ``../../etc/passwd``, an absolute path
+    or a symlink out of the directory would make ``verify`` read, and a stage load, a file
+    the manifest does not own.
+    """
+    base = manifest_path.parent.resolve()
+    target = (manifest_path.parent / relative).resolve()
+    if Path(relative).is_absolute() or not target.is_relative_to(base):
+        raise ManifestError(f"{manifest_path}: artifact '{name}' path {relative!r} leads outside the manifest's directory ({target}); expected a path inside {base}")
+    return target
+
+
 def verify_artifacts(manifest: LoadedManifest) -> None:
     for name, entry in manifest.data["artifacts"].items():
-        artifact = (manifest.path.parent / entry["path"]).resolve()
+        artifact = _inside(manifest.path, name, entry["path"])
         if not artifact.exists():
             raise ManifestError(f"{manifest.path}: artifact '{name}' missing: {artifact} (expected sha256 {entry['sha256']})")
         actual = sha256_file(artifact)

@@ -17,15 +17,14 @@ import numpy as np
 
 from canids.data.catalog import load_catalog
 from canids.data.frames import Capture
-from canids.data.readers import read_capture
 from canids.graphs.build import build_graphs
 from canids.graphs.graphset import save_graphsets
 from canids.graphs.vocab import build_vocabulary
+from canids.settings import Settings, stage_settings
+from canids.shape import ATTACK_FREE_SPLIT, TRAIN_SPLITS, VALIDATION
 from canids.workflow.dag import resolve_repo_path
+from canids.workflow.jobs import Job
 from canids.workflow.manifest import fingerprint, write_manifest
-from canids.workflow.settings import experiment_root, stage_settings
-
-TRAIN_SPLITS = ("train_01_attack_free", "train_02_with_attacks")
 
 
 def split_train_val(capture: Capture, val_fraction: float, positions: int = 10) -> tuple[list[Capture], Capture]:
@@ -50,11 +49,14 @@ def split_train_val(capture: Capture, val_fraction: float, positions: int = 10) 
     return train, capture.slice(start, start + size)
 
 
-def run_preprocess(dataset: str, config: dict, train_out: Path, test_out: Path, manifest_out: Path) -> dict:
+def run(job: Job) -> dict:
+    return run_preprocess(job.dataset, job.settings, job.output("train_graphs"), job.output("test_graphs"), job.output("manifest"))
+
+
+def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Path, manifest_out: Path) -> dict:
     t0 = time.perf_counter()
-    settings = stage_settings(config, "preprocess", "teacher")
-    settings.pop("variant", None)
-    catalog = load_catalog(resolve_repo_path(config["catalog"]), data_root=config.get("data_root"), experiment_root=str(experiment_root(config)))
+    settings = stage_settings(config, "preprocess", None)
+    catalog = load_catalog(resolve_repo_path(config.catalog), data_root=config.data_root, experiment_root=str(config.root()))
     spec = catalog.get(dataset)
     spec.check_layout()
     files = spec.capture_files()
@@ -79,14 +81,14 @@ def run_preprocess(dataset: str, config: dict, train_out: Path, test_out: Path, 
             tr, va = split_train_val(cap, settings["val_fraction"])
             train_parts.extend(tr)
             val_parts.append(va)
-    free = [c for c in train_parts if c.split == TRAIN_SPLITS[0]]
+    free = [c for c in train_parts if c.split == ATTACK_FREE_SPLIT]
     vocab = build_vocabulary(free)
     size, stride = settings["window_size"], settings["stride"]
     train = build_graphs(train_parts, vocab, size, stride)
     val = build_graphs(val_parts, vocab, size, stride)
     tests = {split: build_graphs(caps, vocab, size, stride) for split, caps in sorted(captures.items()) if split not in TRAIN_SPLITS}
     extra = {"vocab": vocab.to_dict(), "window_size": size, "stride": stride, "dataset": dataset}
-    save_graphsets(train_out, {"train": train, "val": val}, extra)
+    save_graphsets(train_out, {"train": train, VALIDATION: val}, extra)
     save_graphsets(test_out, tests, extra)
     wall = time.perf_counter() - t0
     metrics = {
@@ -95,7 +97,7 @@ def run_preprocess(dataset: str, config: dict, train_out: Path, test_out: Path, 
         "read_s": round(t_read, 3),
         "vocabulary_size": len(vocab.can_ids),
         "skipped_rows": {r["name"]: r.get("skipped_rows", 0) for r in file_records if r.get("skipped_rows")},
-        "splits": {"train": train.summary(), "val": val.summary(), **{k: v.summary() for k, v in tests.items()}},
+        "splits": {"train": train.summary(), VALIDATION: val.summary(), **{k: v.summary() for k, v in tests.items()}},
     }
     print(f"[preprocess] {dataset}: {n_frames} frames -> {len(train)} train / {len(val)} val / {sum(len(t) for t in tests.values())} test windows in {wall:.1f}s", file=sys.stderr)
     return write_manifest(

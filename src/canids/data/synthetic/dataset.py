@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from canids.data.catalog import STANDARD_SPLITS
+from canids.shape import ATTACK_FREE_SPLIT, SPLITS, TRAIN_SPLITS
 from canids.data.frames import Capture
 from canids.data.readers import attack_type_from_name
 from canids.data.synthetic.attacks import _ATTACKS
@@ -39,7 +39,6 @@ TEST_SECONDS = 12.5
 #: 100-frame windows per split and at least one attack episode per attack capture.
 MIN_SECONDS = 8.0
 
-SPLITS: tuple[str, ...] = STANDARD_SPLITS
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ def build(*, seed: int = 0, scale: float = 1.0, vehicles: int = 2, splits: Itera
     items: list[SyntheticCapture] = []
     done: dict[str, SyntheticCapture] = {}
     for plan in plans:
-        if plan.split not in wanted and not (plan.attack == "duplicate" and "train_02_with_attacks" in wanted):
+        if plan.split not in wanted and not (plan.attack == "duplicate" and TRAIN_SPLITS[1] in wanted):
             continue
         if plan.attack == "duplicate":
             items.append(_duplicate(plan, done.get(plan.name) or _make_capture(by_name[plan.vehicle], _original(plan), seed)))
@@ -233,7 +232,7 @@ def _make_capture(veh: Vehicle, plan: _Plan, seed: int) -> SyntheticCapture:
 
 
 def _original(plan: _Plan) -> _Plan:
-    return _Plan("train_01_attack_free", plan.name, plan.vehicle, "normal", plan.seconds)
+    return _Plan(ATTACK_FREE_SPLIT, plan.name, plan.vehicle, "normal", plan.seconds)
 
 
 def _duplicate(plan: _Plan, original: SyntheticCapture) -> SyntheticCapture:

@@ -1,0 +1,32 @@
+"""Data loaders over a ``GraphSet``: the one way every stage batches its window graphs.
+
+The dataset yields window indices only and the collate function gathers the graphs, so a
+loader over a subset (an epoch's curriculum sample, the attack-free windows) copies nothing,
+and a seeded generator makes the shuffled order reproducible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from canids.graphs.graphset import GraphSet
+
+
+class _IndexDataset(Dataset):
+    def __init__(self, index: np.ndarray) -> None:
+        self.index = np.asarray(index, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> int:
+        return int(self.index[i])
+
+
+def window_loader(graphs: GraphSet, index: np.ndarray | None = None, batch_size: int = 64, shuffle: bool = False, seed: int = 0) -> DataLoader:
+    """A DataLoader of PyG batches: the dataset yields window indices, the collate gathers them."""
+    index = np.arange(len(graphs)) if index is None else index
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(_IndexDataset(index), batch_size=max(1, int(batch_size)), shuffle=shuffle, collate_fn=graphs.batch, generator=generator, num_workers=0)

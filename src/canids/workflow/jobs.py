@@ -1,0 +1,84 @@
+"""One Snakemake job: what a rule hands its stage, and the one script every stage rule runs.
+
+Every stage rule calls ``workflow/scripts/stage.py``, which calls ``run_job(snakemake)``:
+the job's typed settings, named inputs and outputs, log, threads and resume side path go to
+the ``run(job)`` of the stage's entry module (``Stage.code`` in canids.shape). So the rules
+stay declarative and identical in form, and the stages are plain functions of a ``Job``.
+
+Exit status: 0 done; ``EXIT_TIME_LIMIT`` (75) when a trainer stopped itself before the
+SLURM time limit with its resume state saved (the retry continues from it); anything
+else is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from canids.settings import Settings, load_settings
+from canids.shape import STAGES
+from canids.workflow.logs import logged, single_input
+
+__all__ = ["Job", "run_job"]
+
+#: Exit status of a job that stopped itself before its wall time, resume state saved.
+EXIT_TIME_LIMIT = 75
+
+
+@dataclass
+class Job:
+    """What a stage needs from its Snakemake job, nothing else."""
+
+    stage: str
+    dataset: str
+    variant: str | None
+    settings: Settings
+    #: named inputs: each stage read (its manifest, and ``<stage>_checkpoint``), ``raw``
+    inputs: dict[str, Any] = field(default_factory=dict)
+    #: named outputs: ``manifest`` and every artifact of the stage (canids.shape)
+    outputs: dict[str, Path] = field(default_factory=dict)
+    #: the teacher's same-stage manifest, for a distilled variant
+    teacher: str | None = None
+    #: where resume state of an interrupted attempt lives (training stages)
+    resume_dir: Path | None = None
+    threads: int = 1
+
+    def output(self, name: str) -> Path:
+        return self.outputs[name]
+
+
+def job_from_snakemake(smk: Any) -> Job:
+    """The ``Job`` of a running Snakemake script (its ``snakemake`` object)."""
+    wildcards = dict(smk.wildcards.items())
+    inputs = {name: value for name, value in smk.input.items() if name != "teacher"}
+    resume = smk.params.get("resume_dir") if hasattr(smk.params, "get") else getattr(smk.params, "resume_dir", None)
+    return Job(
+        stage=smk.rule,
+        dataset=wildcards["dataset"],
+        variant=wildcards.get("variant"),
+        settings=load_settings(smk.config),
+        inputs=inputs,
+        outputs={name: Path(path) for name, path in smk.output.items()},
+        teacher=single_input(smk.input.get("teacher")) if "teacher" in smk.input.keys() else None,
+        resume_dir=Path(resume) if resume else None,
+        threads=int(smk.threads),
+    )
+
+
+def run_job(smk: Any) -> None:
+    """Run the stage of the Snakemake job ``smk`` with its log teed to the job's log file."""
+    job = job_from_snakemake(smk)
+    entry = importlib.import_module(STAGES[job.stage].code)
+    time_limited = False
+    with logged(smk.log[0]):
+        try:
+            entry.run(job)
+        except SystemExit as stop:
+            if stop.code != EXIT_TIME_LIMIT:
+                raise
+            print(f"{job.stage}: stopped before the time limit; resume state in {job.resume_dir}; exit status {EXIT_TIME_LIMIT}")
+            time_limited = True
+    if time_limited:
+        raise SystemExit(EXIT_TIME_LIMIT)
