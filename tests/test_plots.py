@@ -12,17 +12,11 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
+from canids.shape import TEST_SPLITS
 from canids.stages.evaluation import SplitPredictions
 from canids.stages.plots import confusion_figure, curves_figure, plot_confusion, plot_curves, plot_training_curves, training_figure
 
-SPLITS = [
-    "test_01_known_vehicle_known_attack",
-    "test_02_unknown_vehicle_known_attack",
-    "test_03_known_vehicle_unknown_attack",
-    "test_04_unknown_vehicle_unknown_attack",
-    "test_05_suppress",
-    "test_06_masquerade",
-]
+SPLITS = list(TEST_SPLITS)
 
 
 def predictions(names: list[str], n: int = 3000) -> dict[str, SplitPredictions]:

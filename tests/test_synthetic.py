@@ -131,13 +131,13 @@ def test_generator_json_lists_every_file(dataset: Path, manifest: dict) -> None:
 
 def test_generator_json_is_written_last_and_removed_first(tmp_path: Path, monkeypatch) -> None:
     order: list[str] = []
-    real_write = synthetic_dataset._write_atomic  # patched where ``generate`` looks it up
+    real_write = synthetic_dataset.atomic_write_bytes  # patched where ``generate`` looks it up
 
     def spy(path: Path, data: bytes) -> None:
         order.append(path.name)
         real_write(path, data)
 
-    monkeypatch.setattr(synthetic_dataset, "_write_atomic", spy)
+    monkeypatch.setattr(synthetic_dataset, "atomic_write_bytes", spy)
     synthetic.generate(tmp_path, seed=0, scale=SCALE)
     assert order[-1] == "generator.json" and order.count("generator.json") == 1
 

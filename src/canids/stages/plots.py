@@ -43,10 +43,7 @@ def curves_figure(preds: dict[str, SplitPredictions]) -> Figure:
     splits = [s for s, p in preds.items() if 0 < p.y.sum() < len(p.y)]
     fig = plt.figure(figsize=(10, 0.4 + 3.8 * max(len(splits), 1)), layout="constrained")
     if not splits:
-        ax = fig.subplots()
-        ax.text(0.5, 0.5, "no split with both classes", ha="center")
-        ax.set_axis_off()
-        return fig
+        return _say(fig, "no split with both classes")
     for row, split in zip(_rows(fig, len(splits)), splits):
         p = preds[split]
         row.suptitle(split, fontweight="bold")
@@ -66,6 +63,14 @@ def curves_figure(preds: dict[str, SplitPredictions]) -> Figure:
     return fig
 
 
+def _say(fig: Figure, text: str) -> Figure:
+    """A figure that only says why it has nothing to show."""
+    ax = fig.subplots()
+    ax.text(0.5, 0.5, text, ha="center")
+    ax.set_axis_off()
+    return fig
+
+
 def plot_curves(preds: dict[str, SplitPredictions], path: Path) -> None:
     _save(curves_figure(preds), path)
 
@@ -75,10 +80,7 @@ def confusion_figure(preds: dict[str, SplitPredictions]) -> Figure:
     splits = list(preds)
     fig = plt.figure(figsize=(3.2 * len(MODELS), 0.3 + 3.0 * max(len(splits), 1)), layout="constrained")
     if not splits:
-        ax = fig.subplots()
-        ax.text(0.5, 0.5, "no split", ha="center")
-        ax.set_axis_off()
-        return fig
+        return _say(fig, "no split")
     for row, split in zip(_rows(fig, len(splits)), splits):
         p = preds[split]
         row.suptitle(split, fontweight="bold")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from canids.util import atomic_path
 from canids.stages.fusion_rule import SCALAR, VGAECalibration, fused_decision, fused_score, fusion_state
 
 if TYPE_CHECKING:  # the runtime itself never imports torch
@@ -146,10 +147,8 @@ class StreamingDetector:
     def save(self, path: str | Path) -> Path:
         """Write the runtime as one ``.npz`` (arrays + JSON metadata); a partial file never has the final name."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".partial")
-        with open(tmp, "wb") as fh:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, __meta__=np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8), **self.arrays)
-        tmp.replace(path)
         return path
 
     @classmethod

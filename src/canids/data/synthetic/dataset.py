@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from canids.shape import ATTACK_FREE_SPLIT, SPLITS, TRAIN_SPLITS
+from canids.util import atomic_write_bytes
 from canids.data.frames import Capture
 from canids.data.readers import attack_type_from_name
 from canids.data.synthetic.attacks import _ATTACKS
@@ -87,11 +88,11 @@ def generate(out_dir: str | os.PathLike, *, seed: int = 0, scale: float = 1.0, v
             data = render_csv(item.capture)
         rendered[item.relpath] = data
         path = out / item.relpath
-        _write_atomic(path, data)
+        atomic_write_bytes(path, data)
         item.capture.source = str(path)
         item.capture.sha256 = hashlib.sha256(data).hexdigest()
         written.append(path)
-    _write_atomic(marker, _manifest_bytes(items, seed=seed, scale=scale, vehicles=vehicles))
+    atomic_write_bytes(marker, _manifest_bytes(items, seed=seed, scale=scale, vehicles=vehicles))
     return written
 
 
@@ -283,21 +284,6 @@ def _manifest_bytes(items: list[SyntheticCapture], *, seed: int, scale: float, v
         "files": files,
     }
     return (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``<name>.tmp`` next to ``path``, fsync, then rename: readers never see a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _digits(x: np.ndarray, width: int) -> np.ndarray:
