@@ -118,3 +118,20 @@ def test_evaluation_reports_validation_and_every_test_split(chain):
     assert list(metrics["splits"]) == [VALIDATION, *TEST_SPLITS]
     for split in metrics["splits"].values():
         assert {"vgae", "gat", "fusion"} <= set(split) and split["fusion"]["n_windows"] > 0
+
+
+def test_a_job_refuses_an_upstream_artifact_that_changed_after_planning(chain, tmp_path):
+    """Defence in depth: the job itself verifies every upstream artifact by sha256 before work."""
+    import shutil
+
+    from canids.workflow.manifest import ManifestError
+
+    pipeline, settings = chain
+    copy = tmp_path / "root"
+    shutil.copytree(pipeline.root, copy)
+    config = {**TINY, "experiment_root": str(copy)}
+    moved = Pipeline.from_settings(load_settings(config))
+    ckpt = Path(moved.layout.file(DATASET, VARIANT, "autoencoder", "checkpoint"))
+    ckpt.write_bytes(ckpt.read_bytes()[:-10])
+    with pytest.raises(ManifestError, match=r"artifact 'checkpoint' .* does not match its manifest: expected sha256 [0-9a-f]{64}, found [0-9a-f]{64}"):
+        run_job(snakemake_job(moved, config, "curriculum"))

@@ -144,19 +144,25 @@ def test_a_code_change_reruns_exactly_the_stages_that_run_it(tiny_run, tiny_conf
     assert planned() == {"fusion": 1, "evaluation": 1, "all": 1}
 
 
-def test_downstream_refuses_a_tampered_upstream_checkpoint(tiny_run, tiny_config_file, tmp_path):
+def test_a_corrupted_upstream_checkpoint_is_rebuilt_before_anything_downstream_is_touched(tiny_run, tiny_config_file, tmp_path):
+    """Planning checks every artifact against its manifest: a tampered autoencoder checkpoint is
+    rebuilt (not refused at every rerun), and the curriculum model is kept until it is replaced."""
     work = tmp_path / "copy"
     shutil.copytree(tiny_run / "experiment_runs", work / "experiment_runs")
-    ckpt = work / "experiment_runs/synthetic/teacher/autoencoder/model.ckpt"
-    expected = load_json(ckpt.parent / "manifest.json")["artifacts"]["checkpoint"]["sha256"]
+    root = work / "experiment_runs/synthetic/teacher"
+    ckpt = root / "autoencoder/model.ckpt"
     ckpt.write_bytes(ckpt.read_bytes() + b"tampered")
-    (work / "experiment_runs/synthetic/teacher/curriculum/manifest.json").unlink()
-    # targets go before --configfile, which takes several values
-    proc = snakemake(["experiment_runs/synthetic/teacher/curriculum/manifest.json", "--cores", "1", "--configfile", str(tiny_config_file)], work, check=False)
-    assert proc.returncode != 0
-    log = (work / "experiment_runs/synthetic/logs/teacher/curriculum.log").read_text()
-    assert expected in log and "does not match its manifest" in log and str(ckpt) in log
-    assert not (work / "experiment_runs/synthetic/teacher/curriculum/model.ckpt").exists()
+    target = "experiment_runs/synthetic/teacher/curriculum/manifest.json"  # targets go before --configfile
+    dry = snakemake(["-n", target, "--configfile", str(tiny_config_file)], work)
+    assert "synthetic/teacher/autoencoder: artifact 'checkpoint' (model.ckpt) does not match its manifest" in dry.stderr
+    assert "synthetic/teacher/curriculum: upstream autoencoder is rebuilt" in dry.stderr
+    assert (root / "curriculum/model.ckpt").exists(), "a dry run deletes nothing"
+    snakemake([target, "--cores", "2", "--configfile", str(tiny_config_file)], work)
+    ae = load_json(root / "autoencoder/manifest.json")
+    assert ae["artifacts"]["checkpoint"]["sha256"] == __import__("hashlib").sha256(ckpt.read_bytes()).hexdigest()
+    cur = load_json(root / "curriculum/manifest.json")
+    assert [r["sha256"] for r in cur["upstream"] if r["stage"] == "autoencoder"] == [__import__("hashlib").sha256((root / "autoencoder/manifest.json").read_bytes()).hexdigest()]
+    assert "Nothing to be done" in snakemake(["-n", target, "--configfile", str(tiny_config_file)], work).stdout
 
 
 def test_deployable_detector_reproduces_evaluation_decisions(tiny_run):

@@ -244,6 +244,20 @@ class Layout:
             return f"{self.root}/{dataset}/{kind}/{rule}.{suffix}"
         return f"{self.root}/{dataset}/{kind}/{variant}/{rule}.{suffix}"
 
+    def parse(self, path: str) -> tuple[str, str | None, str] | None:
+        """(dataset, variant, stage) of a path inside a stage directory under this root, else None."""
+        import os
+
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(self.root))
+        parts = rel.split(os.sep)
+        if rel.startswith("..") or len(parts) < 3:
+            return None
+        if parts[1] in STAGES and not STAGES[parts[1]].per_variant:
+            return parts[0], None, parts[1]
+        if len(parts) >= 4 and parts[1] in VARIANTS and parts[2] in STAGES and STAGES[parts[2]].per_variant:
+            return parts[0], parts[1], parts[2]
+        return None
+
     def log(self, dataset: str, variant: str | None, rule: str) -> str:
         return self._per_job("logs", "log", dataset, variant, rule)
 

@@ -85,3 +85,45 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class FileDigests:
+    """sha256 of files, remembered by (size, mtime, ctime, inode) in a JSON file between runs.
+
+    Planning a run checks every artifact of every stage it reads against its manifest; hashing
+    graph caches and raw captures at each ``snakemake -n`` would take seconds. A file whose
+    size, modification time, inode and inode-change time (which no user-level tool can set
+    back) are unchanged since it was hashed has the remembered digest. The cache is advisory:
+    an unreadable or unwritable cache file only means hashing again.
+    """
+
+    def __init__(self, cache: str | os.PathLike | None = None) -> None:
+        self.cache = Path(cache) if cache else None
+        self._known: dict[str, list] = {}
+        self._dirty = False
+        if self.cache is not None:
+            try:
+                self._known = json.loads(self.cache.read_text())
+            except (OSError, ValueError):
+                self._known = {}
+
+    def sha256(self, path: str | os.PathLike) -> str:
+        st = os.stat(path)
+        key = os.path.abspath(path)
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        known = self._known.get(key)
+        if isinstance(known, list) and known[:4] == stamp:
+            return str(known[4])
+        digest = sha256_file(path)
+        self._known[key] = [*stamp, digest]
+        self._dirty = True
+        return digest
+
+    def save(self) -> None:
+        if self.cache is None or not self._dirty:
+            return
+        try:
+            atomic_write_text(self.cache, json.dumps(self._known))
+            self._dirty = False
+        except OSError:
+            pass  # a read-only root: digests are recomputed next time

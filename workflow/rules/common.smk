@@ -9,6 +9,7 @@ from canids.shape import STAGES, VARIANTS
 from canids.workflow.code_digest import stage_code_digest
 from canids.workflow.config import workflow_settings
 from canids.workflow.dag import Pipeline
+from canids.workflow.plan import plan_once
 
 min_version("9.0")
 
@@ -36,8 +37,12 @@ def default_targets():
 
 
 def raw_inputs(wildcards):
-    """Raw capture files of a dataset (or the synthetic generator's receipt)."""
-    return PIPELINE.raw_inputs(wildcards.dataset)
+    """Raw capture files (their times are ignored: the data fingerprint in the manifest
+    decides), or the synthetic generator's receipt."""
+    plan_once(workflow, PIPELINE)
+    spec = PIPELINE.catalog.get(wildcards.dataset)
+    paths = PIPELINE.raw_inputs(wildcards.dataset)
+    return paths if spec.generated else [ancient(p) for p in paths]
 
 
 def as_input(path):
@@ -49,6 +54,8 @@ def stage_inputs(stage):
     """Input function: the manifest (and checkpoint) of every stage ``stage`` reads."""
 
     def resolve(wildcards):
+        # current = the manifests agree (canids.workflow.plan)
+        plan_once(workflow, PIPELINE)
         named = PIPELINE.inputs(wildcards.dataset, wildcards.get("variant"), stage)
         return {name: as_input(path) for name, path in named.items()}
 

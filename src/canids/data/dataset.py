@@ -13,6 +13,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from canids.data.frames import Capture
 from canids.data.readers import capture_name, read_capture
@@ -149,7 +150,7 @@ class DatasetSpec:
                 log.warning("dataset %s: skipping optional split %s: %s", self.name, split, problem)
         return Layout(present, skipped)
 
-    def capture_files(self) -> list[CaptureFile]:
+    def capture_files(self, digest: Callable[[Path], str] = sha256_file) -> list[CaptureFile]:
         """Every capture file of the present splits, sorted by (split order, name), with duplicates marked.
 
         Files are hashed (sha256 of their bytes, 1 MiB chunks); a file whose bytes were
@@ -161,9 +162,9 @@ class DatasetSpec:
         out: list[CaptureFile] = []
         for split in layout.present:
             for path in _list_captures(self.split_dir(split)):
-                digest = sha256_file(path)
-                out.append(CaptureFile(path, split, digest, path.stat().st_size, seen.get(digest)))
-                seen.setdefault(digest, path)
+                sha = digest(path)
+                out.append(CaptureFile(path, split, sha, path.stat().st_size, seen.get(sha)))
+                seen.setdefault(sha, path)
         return out
 
     def read(self, capture: CaptureFile, *, strict: bool = True) -> Capture:

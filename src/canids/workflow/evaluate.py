@@ -15,7 +15,7 @@ from canids.stages.fusion_rule import VGAECalibration
 from canids.stages.plots import plot_confusion, plot_curves, plot_training_curves
 from canids.stages.trainer import configure_threads
 from canids.util import atomic_write_json
-from canids.workflow.jobs import Job
+from canids.workflow.job import Job
 from canids.workflow.manifest import json_safe, load_manifest, write_manifest
 
 

@@ -13,40 +13,19 @@ else is a failure.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+import sys
 from pathlib import Path
 from typing import Any
 
-from canids.settings import Settings, load_settings
-from canids.shape import STAGES
+from canids.settings import load_settings
+from canids.shape import MANIFEST, STAGES, Layout
+from canids.stages.walltime import EXIT_TIME_LIMIT
+from canids.workflow.job import Job
 from canids.workflow.logs import logged, single_input
+from canids.workflow.previous import drop, kept
 
 __all__ = ["Job", "run_job"]
 
-#: Exit status of a job that stopped itself before its wall time, resume state saved.
-EXIT_TIME_LIMIT = 75
-
-
-@dataclass
-class Job:
-    """What a stage needs from its Snakemake job, nothing else."""
-
-    stage: str
-    dataset: str
-    variant: str | None
-    settings: Settings
-    #: named inputs: each stage read (its manifest, and ``<stage>_checkpoint``), ``raw``
-    inputs: dict[str, Any] = field(default_factory=dict)
-    #: named outputs: ``manifest`` and every artifact of the stage (canids.shape)
-    outputs: dict[str, Path] = field(default_factory=dict)
-    #: the teacher's same-stage manifest, for a distilled variant
-    teacher: str | None = None
-    #: where resume state of an interrupted attempt lives (training stages)
-    resume_dir: Path | None = None
-    threads: int = 1
-
-    def output(self, name: str) -> Path:
-        return self.outputs[name]
 
 
 def job_from_snakemake(smk: Any) -> Job:
@@ -71,6 +50,7 @@ def run_job(smk: Any) -> None:
     """Run the stage of the Snakemake job ``smk`` with its log teed to the job's log file."""
     job = job_from_snakemake(smk)
     entry = importlib.import_module(STAGES[job.stage].code)
+    layout = Layout(str(job.settings.root()))
     time_limited = False
     with logged(smk.log[0]):
         try:
@@ -80,5 +60,12 @@ def run_job(smk: Any) -> None:
                 raise
             print(f"{job.stage}: stopped before the time limit; resume state in {job.resume_dir}; exit status {EXIT_TIME_LIMIT}")
             time_limited = True
+        except BaseException:
+            previous = kept(layout, job.dataset, job.variant, job.stage)
+            if (previous / MANIFEST).exists():
+                print(f"{job.stage}: failed; the previous complete result of this stage is kept in {previous.absolute()}; a later run puts it back where it is still current for its configuration", file=sys.stderr)
+            raise
+        else:
+            drop(layout, job.dataset, job.variant, job.stage)
     if time_limited:
         raise SystemExit(EXIT_TIME_LIMIT)

@@ -24,6 +24,7 @@ from typing import Any
 from canids import __version__
 from canids.util import atomic_write_json, sha256_file
 from canids.validation import check
+from canids.workflow.code_digest import stage_code_digest
 from canids.workflow.schemas import manifest_schema
 
 SCHEMA_VERSION = 1
@@ -108,6 +109,7 @@ def write_manifest(path: Path, *, dataset: str, stage: str, variant: str | None,
         "upstream": [m.upstream_ref() for m in upstream],
         "data_fingerprint": data_fingerprint,
         "code_version": code_version(),
+        "code_digest": stage_code_digest(stage),
         "package_versions": package_versions(),
         "wall_time_s": round(float(wall_time_s), 3),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),

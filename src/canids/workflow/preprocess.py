@@ -23,7 +23,7 @@ from canids.graphs.vocab import build_vocabulary
 from canids.settings import Settings, stage_settings
 from canids.shape import ATTACK_FREE_SPLIT, TRAIN_SPLITS, VALIDATION
 from canids.workflow.dag import resolve_repo_path
-from canids.workflow.jobs import Job
+from canids.workflow.job import Job
 from canids.workflow.manifest import fingerprint, write_manifest
 
 

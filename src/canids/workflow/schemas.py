@@ -92,6 +92,7 @@ def _manifest_schema() -> dict:
                 "items": {"type": "object", "additionalProperties": False, "required": ["stage", "variant", "path", "sha256"], "properties": {"stage": {"type": "string"}, "variant": {"type": ["string", "null"]}, "path": {"type": "string"}, "sha256": _SHA256}},
             },
             "data_fingerprint": {"type": "object", "required": ["sha256", "n_files"], "properties": {"sha256": _SHA256, "n_files": {"type": "integer", "minimum": 0}, "files": {"type": "array"}}},
+            "code_digest": {"type": "string", "pattern": "^[0-9a-f]{16}$", "description": "digest of the package code the stage ran (canids.workflow.code_digest); a manifest without one was written before it was recorded"},
             "code_version": {"type": "object", "required": ["package"], "properties": {"package": {"type": "string"}, "git_commit": {"type": ["string", "null"]}, "git_dirty": {"type": ["boolean", "null"]}}},
             "package_versions": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
             "wall_time_s": {"type": "number", "minimum": 0},

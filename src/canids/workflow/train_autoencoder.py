@@ -8,7 +8,7 @@ from canids.graphs.graphset import load_graphsets
 from canids.stages.autoencoder import train_autoencoder
 from canids.stages.checkpoints import load_vgae, parameter_count, save_checkpoint
 from canids.stages.fusion_rule import VGAECalibration
-from canids.workflow.jobs import Job
+from canids.workflow.job import Job
 from canids.workflow.training_run import finish, prepare, publish, teacher_manifest, train_settings, upstream
 
 

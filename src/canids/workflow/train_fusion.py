@@ -11,7 +11,7 @@ from canids.stages.checkpoints import load_dqn, load_gat, load_vgae, parameter_c
 from canids.stages.fusion import train_fusion
 from canids.stages.fusion_apply import detector_outputs
 from canids.stages.fusion_rule import STATE_FEATURES, VGAECalibration
-from canids.workflow.jobs import Job
+from canids.workflow.job import Job
 from canids.workflow.training_run import drop_resume_state, prepare, publish, teacher_manifest, upstream, write_curves
 
 

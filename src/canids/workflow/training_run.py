@@ -24,7 +24,7 @@ from canids.settings import OptimiserSettings, stage_settings
 from canids.shape import STAGES
 from canids.stages.trainer import TrainSettings, configure_threads, seed_everything
 from canids.util import atomic_path, atomic_write_text, sha256_file
-from canids.workflow.jobs import Job
+from canids.workflow.job import Job
 from canids.workflow.manifest import LoadedManifest, load_manifest, write_manifest
 
 #: Lightning's working files (best checkpoint, the curve it is writing, the tuner's scratch).

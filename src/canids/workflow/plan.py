@@ -1,0 +1,126 @@
+"""What a workflow run will rebuild, decided from the manifests and applied to Snakemake.
+
+Called from the rules' input functions (``workflow/rules/common.smk``), once, in the main
+Snakemake process, while Snakemake builds its DAG: then the requested targets are known and
+Snakemake has not yet decided what to run. It asks ``canids.workflow.currency`` which stage
+results the targets need that exist but are not current, prints each with its reasons, and
+marks their manifests forced in the DAG being built (what ``--forcerun FILE`` does; everything
+downstream follows). Snakemake's own rerun triggers are turned off: they read
+``.snakemake/metadata`` of the working directory, which does not travel with the experiment
+root. File times, which Snakemake still compares and a copy of the root scrambles, are put
+in order for the results that are current: their outputs get the time of their newest
+input (upstream first), so only the manifests decide.
+
+This reaches into Snakemake's DAG (``workflow.dag.forcefiles``), which has no public hook
+between parsing and planning; ``tests/test_currency.py`` fails if a Snakemake release changes it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from canids.shape import STAGES
+
+from canids.util import FileDigests
+from canids.workflow.currency import Currency, Stale
+from canids.workflow.dag import Pipeline
+from canids.workflow.locks import LockHeld, StageLocks
+from canids.workflow.previous import keep, put_back
+
+__all__ = ["DIGEST_CACHE", "apply_plan", "plan_once", "requested_targets"]
+
+#: Remembered file digests under the experiment root (canids.util.FileDigests).
+DIGEST_CACHE = ".canids/digests.json"
+
+
+def requested_targets(workflow: Any, pipeline: Pipeline) -> list[str]:
+    """The files this invocation asks for: the command line's targets, else the default ones."""
+    asked = [t for t in (workflow.dag_settings.targets or ()) if "/" in t or t.endswith(".json")]
+    return asked or pipeline.targets()
+
+
+_PLANNED: dict[int, list[Stale]] = {}
+
+
+def plan_once(workflow: Any, pipeline: Pipeline) -> None:
+    """``apply_plan`` the first time an input function runs in the main process's DAG build."""
+    if id(workflow) in _PLANNED or not workflow.is_main_process or getattr(workflow, "_dag", None) is None:
+        return
+    _PLANNED[id(workflow)] = apply_plan(workflow, pipeline)
+
+
+def _outputs(pipeline: Pipeline, dataset: str, variant: str | None, stage: str) -> list[Path]:
+    """What Snakemake compares with the inputs' times: the outputs, and the benchmark file if any."""
+    files = [Path(pipeline.layout.file(dataset, variant, stage, name)) for name in ["manifest", *STAGES[stage].artifacts]]
+    benchmark = Path(pipeline.layout.benchmark(dataset, variant, stage))
+    return files + ([benchmark] if benchmark.exists() else [])
+
+
+def _order_times(pipeline: Pipeline, currency: Currency, targets: list[str]) -> None:
+    """Give every current result's outputs at least the time of its newest input, upstream first.
+
+    Snakemake reruns a job whose input is newer than its oldest output; after a copy of the
+    root, or when another run rebuilt an input identical in content, times disagree with the
+    manifests, which have the last word. A read-only root is left as it is.
+    """
+    for dataset, variant, stage in currency.needed(targets):
+        if currency.rebuilt(dataset, variant, stage):
+            continue
+        outputs = _outputs(pipeline, dataset, variant, stage)
+        teacher = pipeline.teacher(dataset, variant, stage) if variant else []
+        generated = [pipeline.layout.generated_receipt(dataset)] if not STAGES[stage].reads and pipeline.catalog.get(dataset).generated else []
+        inputs = [Path(p) for p in [*pipeline.inputs(dataset, variant, stage).values(), *teacher, *generated]]
+        try:
+            newest_input = max((p.stat().st_mtime_ns for p in inputs if p.exists()), default=0)
+            if all(o.exists() for o in outputs) and min(o.stat().st_mtime_ns for o in outputs) < newest_input:
+                for o in outputs:
+                    os.utime(o, ns=(newest_input, newest_input))
+        except OSError:
+            return
+
+
+def apply_plan(workflow: Any, pipeline: Pipeline) -> list[Stale]:
+    """Force the rebuild of every stale stage result the targets need; say why; return them."""
+    currency = Currency(pipeline, FileDigests(f"{pipeline.root}/{DIGEST_CACHE}"))
+    targets = requested_targets(workflow, pipeline)
+    needed = currency.needed(targets)
+    for key in needed:
+        if put_back(pipeline.layout, *key):
+            print(f"canids: put back the kept result of {'/'.join(p for p in key if p)} (canids.workflow.previous)", file=sys.stderr)
+    stale = currency.plan(targets)
+    forced = {s.manifest for s in stale}
+    for dataset in {k[0] for t in targets if (k := pipeline.layout.parse(t))}:
+        if pipeline.catalog.get(dataset).generated:
+            reasons = currency.generator_reasons(dataset)
+            if reasons:
+                forced.add(pipeline.layout.generated_receipt(dataset))
+                print(f"canids: {dataset} raw data is regenerated: {'; '.join(reasons)}", file=sys.stderr)
+    currency.digests.save()
+    _order_times(pipeline, currency, targets)
+    if stale:
+        print(f"canids: {len(stale)} stage result(s) under {pipeline.root} are not current and will be rebuilt:", file=sys.stderr)
+        for s in stale:
+            print(f"  {s.describe(pipeline.root)}", file=sys.stderr)
+    if not workflow.dryrun:
+        _guard(pipeline, currency, needed, stale)
+    workflow.dag_settings.rerun_triggers = frozenset()
+    workflow.dag.forcefiles.update(forced)
+    return stale
+
+
+def _guard(pipeline: Pipeline, currency: Currency, needed: list, stale: list[Stale]) -> None:
+    """Before any job: lock every result this run writes, keep every complete one it replaces."""
+    locks = StageLocks(Path(pipeline.root))
+    try:
+        for key in needed:
+            if currency.rebuilt(*key):
+                locks.acquire(*key)
+    except LockHeld:
+        locks.release()
+        raise
+    locks.refresh_in_background()
+    for s in stale:
+        keep(pipeline.layout, s.dataset, s.variant, s.stage)
