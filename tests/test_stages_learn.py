@@ -141,3 +141,53 @@ def test_non_finite_loss_stops_training_with_a_clear_error(graphs, tmp_path):
     poisoned = dataclasses.replace(train, x=torch.full_like(train.x, float("nan")))
     with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 1"):
         train_autoencoder(poisoned, val, vocab_size, vgae_arch(hidden=8, heads=1, layers=1, latent=4), settings("val_score", "min", 2), tmp_path)
+
+
+def test_fusion_killed_at_any_point_resumes_and_ends_with_the_policy_of_an_uninterrupted_run(vgae, graphs, tmp_path):
+    """kill -9 during DQN training: the next start continues from the last validation's save
+    (at most one eval_every interval lost) and the result equals the uninterrupted run's."""
+    import json
+    import os
+    import pickle
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    train, val, test, vocab_size = graphs
+    scores = score_windows(vgae.model, train)
+    gat = train_curriculum(train, val, scores, vocab_size, gat_arch(hidden=8, heads=2, layers=1), settings("val_f1", "max", 2), CurriculumPacing(ramp_epochs=1), tmp_path / "gat").model
+    calibration = VGAECalibration.fit(vgae.threshold, score_windows(vgae.model, val)[val.y.numpy() == 0])
+    out = detector_outputs(vgae.model, calibration, gat, val)
+    s = FusionSettings(steps=400, eval_every=40, epsilon_decay_steps=200, target_update=30)
+    cfg = DQNConfig.of(DQNArchitecture(hidden=16, layers=1, n_actions=7), state_dim=len(STATE_FEATURES))
+    straight = train_fusion(out, val, cfg, s, seed=3, calibration=calibration)
+
+    inputs = tmp_path / "inputs.pkl"
+    inputs.write_bytes(pickle.dumps((out, val, cfg, s, calibration)))
+    resume = tmp_path / "resume"
+    code = (
+        "import pickle, sys; from canids.stages.fusion import train_fusion\n"
+        f"out, val, cfg, s, cal = pickle.loads(open({str(inputs)!r}, 'rb').read())\n"
+        f"train_fusion(out, val, cfg, s, seed=3, calibration=cal, resume_dir=__import__('pathlib').Path({str(resume)!r}))\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "CANIDS_TEST_EPOCH_SLEEP_S": "0.5"}, stderr=subprocess.PIPE)
+    try:
+        while True:  # wait for two saved intervals, then kill without warning
+            try:
+                done = json.loads((resume / "resume.json").read_text())["steps_done"]
+            except (OSError, ValueError, KeyError):
+                done = 0
+            if done >= 80:
+                break
+            assert child.poll() is None, child.stderr.read().decode()[-3000:]
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=60)
+    saved = json.loads((resume / "resume.json").read_text())["steps_done"]
+    assert saved % s.eval_every == 0 and saved < s.steps
+    resumed = train_fusion(out, val, cfg, s, seed=3, calibration=calibration, resume_dir=resume)
+    assert resumed.curve == straight.curve  # every validation point, before and after the kill, identical
+    assert all(torch.equal(a, b) for a, b in zip(resumed.q_net.state_dict().values(), straight.q_net.state_dict().values()))
+    assert resumed.metrics == straight.metrics

@@ -16,9 +16,13 @@ the agent would learn to trust it blindly).
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
 import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +31,8 @@ import torch.nn.functional as F
 from canids.graphs.graphset import GraphSet
 from canids.models.dqn import DQNConfig, QNetwork
 from canids.settings import FusionSettings
-from canids.stages.callbacks import NonFiniteLossError
+from canids.stages.callbacks import TEST_EPOCH_SLEEP_ENV, NonFiniteLossError
+from canids.util import atomic_save, atomic_write_json
 from canids.stages.fusion_apply import DetectorOutputs, fused_predictions, outputs_from
 from canids.stages.fusion_rule import VGAECalibration, fused_decision
 from canids.stages.metrics import binary_metrics
@@ -100,10 +105,14 @@ def simulate_detector_failures(out: DetectorOutputs, graphs: GraphSet, index: np
     return outputs_from(torch.as_tensor(score), torch.as_tensor(p_gat), calibration), label
 
 
-def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: FusionSettings, *, seed: int, teacher: QNetwork | None = None, kd_alpha: float = 0.0, calibration: VGAECalibration | None = None) -> FusionResult:
+def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: FusionSettings, *, seed: int, teacher: QNetwork | None = None, kd_alpha: float = 0.0, calibration: VGAECalibration | None = None, resume_dir: Path | None = None) -> FusionResult:
     """Train the DQN on validation windows (+ simulated failures); keep the best validated policy.
 
-    ``teacher`` and ``kd_alpha``: distil the teacher's Q-values (student_kd).
+    ``teacher`` and ``kd_alpha``: distil the teacher's Q-values (student_kd). With
+    ``resume_dir``, the whole training state (networks, optimizer, replay buffer, environments,
+    random generators, best policy, curve) is saved there after every validation, atomically;
+    a run killed at any point and started again continues from the last save, losing at most
+    one ``eval_every`` interval, and ends with exactly the policy an uninterrupted run has.
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -147,7 +156,24 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
     envs = rng.choice(order, size=s.parallel_envs)
     best: tuple = ((-1.0,), copy.deepcopy(q_net.state_dict()), 0)
     curve: list[dict] = []
-    for step in range(1, s.steps + 1):
+    first_step = 1
+    saved = _load_state(resume_dir)
+    if saved is not None:
+        q_net.load_state_dict(saved["q_net"])
+        target.load_state_dict(saved["target"])
+        opt.load_state_dict(saved["opt"])
+        rng.bit_generator.state = json.loads(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        buf_s, buf_a, buf_r, buf_n = (saved[k].numpy().copy() for k in ("buf_s", "buf_a", "buf_r", "buf_n"))
+        filled, head, envs = int(saved["filled"]), int(saved["head"]), saved["envs"].numpy().copy()
+        best = (tuple(saved["best_key"]), saved["best_state"], int(saved["best_step"]))
+        curve = json.loads(saved["curve"])
+        first_step = int(saved["step"]) + 1
+        print(f"[fusion] resuming from {resume_dir / RESUME_FILE} at step {first_step}/{s.steps} ({first_step - 1} steps done)", file=sys.stderr, flush=True)
+    slow = float(os.environ.get(TEST_EPOCH_SLEEP_ENV) or 0) / s.eval_every  # test-only: seconds per eval interval
+    for step in range(first_step, s.steps + 1):
+        if slow > 0:
+            time.sleep(slow)
         eps = epsilon_at(step, s)
         with torch.no_grad():
             greedy = q_net(state_t[envs]).argmax(-1).numpy()
@@ -197,6 +223,10 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
                 best = (key, copy.deepcopy(q_net.state_dict()), step)
             if step % (s.eval_every * 10) == 0 or step == s.steps:
                 print(f"[fusion] step {step}/{s.steps} epsilon={eps:.3f} loss={float(loss.detach()):.4f} val_f1={f1:.4f} mean_alpha={alpha.mean():.2f}", file=sys.stderr, flush=True)
+            if resume_dir is not None and step < s.steps:
+                _save_state(resume_dir, step, s.steps, q_net=q_net.state_dict(), target=target.state_dict(), opt=opt.state_dict(), rng=json.dumps(rng.bit_generator.state), torch_rng=torch.get_rng_state(),
+                            buf_s=torch.as_tensor(buf_s), buf_a=torch.as_tensor(buf_a), buf_r=torch.as_tensor(buf_r), buf_n=torch.as_tensor(buf_n), filled=filled, head=head, envs=torch.as_tensor(envs),
+                            best_key=list(best[0]), best_state=best[1], best_step=best[2], curve=json.dumps(curve))
     q_net.load_state_dict(best[1])
     q_net.eval()
 
@@ -223,6 +253,23 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
             "final_epsilon": epsilon_at(s.steps, s),
         },
     )
+
+
+#: The fusion stage's resume state in its resume directory (beside it: ``resume.json``).
+RESUME_FILE = "resume.ckpt"
+
+
+def _save_state(resume_dir: Path, step: int, steps: int, **state) -> None:
+    """The whole loop state after ``step``, atomically, then the sidecar saying which step it holds."""
+    atomic_save(resume_dir / RESUME_FILE, lambda tmp: torch.save({"step": step, **state}, tmp))
+    atomic_write_json(resume_dir / "resume.json", {"checkpoint": RESUME_FILE, "steps_done": step, "steps": steps, "saved_at": time.time()})
+
+
+def _load_state(resume_dir: Path | None) -> dict | None:
+    path = None if resume_dir is None else resume_dir / RESUME_FILE
+    if path is None or not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _episode_order(graphs: GraphSet, index: np.ndarray) -> np.ndarray:

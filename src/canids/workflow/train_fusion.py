@@ -30,7 +30,7 @@ def run(job: Job) -> dict:
     model_cfg = DQNConfig.of(section.model, state_dim=len(STATE_FEATURES))
     teacher = load_dqn(teacher_m.artifact("checkpoint"))[0] if teacher_m else None
     kd_alpha = job.settings.distillation.alpha if teacher is not None else 0.0
-    result = train_fusion(outputs, val, model_cfg, section, seed=job.settings.training.seed, teacher=teacher, kd_alpha=kd_alpha, calibration=calibration)
+    result = train_fusion(outputs, val, model_cfg, section, seed=job.settings.training.seed, teacher=teacher, kd_alpha=kd_alpha, calibration=calibration, resume_dir=job.resume_dir)
     save_checkpoint(job.output("checkpoint"), "dqn", result.q_net, logreg=result.logreg, state_features=list(STATE_FEATURES), calibration=vgae_payload["calibration"])
     write_curves(job.output("training_curves"), result.curve)
     drop_resume_state(job)
