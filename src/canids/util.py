@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 _CHUNK = 1 << 20
 
@@ -45,10 +45,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        cause = _os_error(err)
+        if cause is not None and cause.filename is None:  # a full disk says which file it was writing
+            raise OSError(cause.errno, cause.strerror, str(target)) from err
         raise
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError behind an exception (torch reports a failed write as a RuntimeError raised while handling it)."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, OSError):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
 
 
 def _umask() -> int:
@@ -70,10 +83,14 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
-def atomic_save(path: str | os.PathLike, save: Callable[[Path], None]) -> None:
-    """Run ``save(tmp_path)`` (e.g. ``torch.save``) and atomically publish the result."""
-    with atomic_path(path) as tmp:
-        save(tmp)
+def atomic_save(path: str | os.PathLike, save: Callable[[IO[bytes]], None]) -> None:
+    """Run ``save(file)`` (e.g. ``torch.save``) on a temporary file and atomically publish it.
+
+    ``save`` writes to an open Python file, so a full disk raises ``OSError`` ENOSPC naming
+    ``path`` (``torch.save`` to a path reports it as an unreadable stream error).
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        save(handle)
 
 
 def _json_default(obj: Any) -> Any:
@@ -118,6 +135,26 @@ class FileDigests:
         self._known[key] = [*stamp, digest]
         self._dirty = True
         return digest
+
+    def lines(self, path: str | os.PathLike) -> int:
+        """Newlines in a file (decompressed if gzip), remembered like the digest: an upper bound on its rows."""
+        import gzip
+
+        st = os.stat(path)
+        key = "lines:" + os.path.abspath(path)
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        known = self._known.get(key)
+        if isinstance(known, list) and known[:4] == stamp:
+            return int(known[4])
+        with open(path, "rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+        count = 0
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as handle:
+            for chunk in iter(lambda: handle.read(_CHUNK), b""):
+                count += chunk.count(b"\n")
+        self._known[key] = [*stamp, count]
+        self._dirty = True
+        return count
 
     def save(self) -> None:
         if self.cache is None or not self._dirty:

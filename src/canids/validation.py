@@ -141,6 +141,10 @@ def schema_errors(data: Any, schema: dict, source: str, *, partial: bool = False
             form = describe(err.schema.get("propertyNames", {}))
             messages.append(f"{source}: {where}: invalid key {show(err.instance)}; expected {form}")
             continue
+        if err.validator in ("oneOf", "anyOf") and isinstance(err.instance, list):
+            duplicated = next((sub for sub in err.context if sub.validator == "uniqueItems"), None)
+            if duplicated is not None:
+                err = duplicated
         if err.validator == "uniqueItems":
             seen, dupes = [], []
             for item in err.instance:

@@ -77,7 +77,8 @@ class Pipeline:
         pipeline = cls(settings=settings, catalog=catalog, layout=Layout(root))
         datasets = selected_datasets(settings, catalog, origin)
         if settings.distillation.teacher_path:
-            check_template(settings.distillation.teacher_path, f"{origin('distillation') if 'teacher_path' not in settings.extra_args else origin('extra_args')}: teacher_path")
+            field = "extra_args.teacher_path" if "teacher_path" in settings.extra_args else "distillation.teacher_path"
+            check_template(settings.distillation.teacher_path, f"{origin(field.split('.')[0])}: {field}")
         pipeline.pins = resolve_pins(settings, datasets=datasets, catalog_names=catalog.names, root=root, origin=origin)
         return pipeline
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from canids.shape import STAGES
+from canids.shape import STAGES, TRAIN_SPLITS
 
 from canids.util import FileDigests
 from canids.workflow.currency import Currency, Stale
@@ -104,11 +104,36 @@ def apply_plan(workflow: Any, pipeline: Pipeline) -> list[Stale]:
         print(f"canids: {len(stale)} stage result(s) under {pipeline.root} are not current and will be rebuilt:", file=sys.stderr)
         for s in stale:
             print(f"  {s.describe(pipeline.root)}", file=sys.stderr)
+    _check_windows(pipeline, currency, needed)
     if not workflow.dryrun:
         _guard(pipeline, currency, needed, stale)
     workflow.dag_settings.rerun_triggers = frozenset()
     workflow.dag.forcefiles.update(forced)
     return stale
+
+
+class PlanError(ValueError):
+    """A run that cannot succeed, refused before any job with what was expected."""
+
+
+def _check_windows(pipeline: Pipeline, currency: Currency, needed: list) -> None:
+    """Refuse a window size longer than every training capture: preprocessing could build no graph."""
+    size = pipeline.settings.preprocess.window_size
+    for dataset, variant, stage in needed:
+        if STAGES[stage].reads or not currency.rebuilt(dataset, variant, stage):
+            continue
+        spec = pipeline.catalog.get(dataset)
+        if spec.generated:
+            continue  # its captures do not exist yet; preprocessing refuses an empty result itself
+        frames = {f"{f.split}/{Path(f.path).name}": currency.digests.lines(f.path) for f in spec.capture_files(currency.digests.sha256) if f.split in TRAIN_SPLITS}
+        longest = max(frames, key=frames.get, default=None)
+        if longest is not None and frames[longest] < size:
+            raise PlanError(
+                f"preprocess.window_size {size} is longer than every training capture of dataset {dataset!r} "
+                f"(the longest, {longest}, has at most {frames[longest]} frames): no window could be built; "
+                f"expected a window_size of at most {frames[longest]}"
+            )
+    currency.digests.save()
 
 
 def _guard(pipeline: Pipeline, currency: Currency, needed: list, stale: list[Stale]) -> None:

@@ -87,6 +87,12 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
     train = build_graphs(train_parts, vocab, size, stride)
     val = build_graphs(val_parts, vocab, size, stride)
     tests = {split: build_graphs(caps, vocab, size, stride) for split, caps in sorted(captures.items()) if split not in TRAIN_SPLITS}
+    if len(train) == 0 or len(val) == 0:
+        longest = max((len(c) for c in train_parts), default=0)
+        raise ValueError(
+            f"preprocess {dataset}: window_size {size} leaves no full window in the {'training' if len(train) == 0 else 'validation'} part of any training capture "
+            f"(the longest training part has {longest} frames, validation is {settings['val_fraction']} of each capture); expected a smaller window_size or val_fraction"
+        )
     extra = {"vocab": vocab.to_dict(), "window_size": size, "stride": stride, "dataset": dataset}
     save_graphsets(train_out, {"train": train, VALIDATION: val}, extra)
     save_graphsets(test_out, tests, extra)
