@@ -99,6 +99,24 @@ def tiny_run(tmp_path_factory, tiny_config_file) -> Path:
     return workdir
 
 
+@pytest.fixture(scope="session")
+def fake_data_root(tmp_path_factory) -> Path:
+    """Every real dataset of the catalog as one tiny CSV per training and first test split:
+    dry runs only check the layout and hash the files."""
+    from canids.shape import TEST_SPLITS, TRAIN_SPLITS
+
+    root = tmp_path_factory.mktemp("data")
+    catalog = yaml.safe_load((REPO / "config" / "datasets.yaml").read_text())
+    for dataset, entry in catalog["datasets"].items():
+        if entry.get("generated"):
+            continue
+        for split in (*TRAIN_SPLITS, TEST_SPLITS[0]):
+            (root / dataset / split).mkdir(parents=True)
+            rows = "".join(f"{i / 100:.2f},{100 + i % 7:03x},00,0\n" for i in range(300))  # longer than a default window
+            (root / dataset / split / "capture.csv").write_text("timestamp,arbitration_id,data_field,attack\n" + rows)
+    return root
+
+
 def load_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 

@@ -30,17 +30,6 @@ def job_counts(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
-@pytest.fixture(scope="module")
-def fake_data_root(tmp_path_factory) -> Path:
-    """The six automotive datasets as tiny CSVs: dry runs only check the layout and hash the files."""
-    root = tmp_path_factory.mktemp("data")
-    for dataset in DATASETS:
-        for split in SPLITS:
-            (root / dataset / split).mkdir(parents=True)
-            (root / dataset / split / "capture.csv").write_text("timestamp,arbitration_id,data_field,attack\n0.0,100,00,0\n")
-    return root
-
-
 def write_spec(path: Path, spec: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(spec))

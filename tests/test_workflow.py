@@ -26,16 +26,6 @@ def job_counts(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
-@pytest.fixture()
-def fake_data_root(tmp_path) -> Path:
-    """A tiny can-train-and-test layout for hcrl_sa (dry runs only check that files exist)."""
-    root = tmp_path / "data"
-    for split in SPLITS:
-        (root / "hcrl_sa" / split).mkdir(parents=True)
-        (root / "hcrl_sa" / split / "capture.csv").write_text("timestamp,arbitration_id,data_field,attack\n0.0,100,00,0\n")
-    return root
-
-
 def test_dry_run_default_target_lists_every_stage(tmp_path):
     out = snakemake(["-n"], tmp_path).stdout
     assert job_counts(out) == {"generate_synthetic": 1, "preprocess": 1, "autoencoder": 1, "curriculum": 1, "fusion": 1, "evaluation": 1, "all": 1}

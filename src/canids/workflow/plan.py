@@ -105,7 +105,7 @@ def apply_plan(workflow: Any, pipeline: Pipeline) -> list[Stale]:
         for s in stale:
             print(f"  {s.describe(pipeline.root)}", file=sys.stderr)
     _check_windows(pipeline, currency, needed)
-    if not workflow.dryrun:
+    if workflow.executor_plugin is not None and not workflow.dryrun:  # a run that executes jobs (not -n, --report, --lint)
         _guard(pipeline, currency, needed, stale)
     workflow.dag_settings.rerun_triggers = frozenset()
     workflow.dag.forcefiles.update(forced)
