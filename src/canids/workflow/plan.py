@@ -84,7 +84,8 @@ def _order_times(pipeline: Pipeline, currency: Currency, targets: list[str]) -> 
 
 def apply_plan(workflow: Any, pipeline: Pipeline) -> list[Stale]:
     """Force the rebuild of every stale stage result the targets need; say why; return them."""
-    currency = Currency(pipeline, FileDigests(f"{pipeline.root}/{DIGEST_CACHE}"))
+    # digests are remembered under a root that exists: planning never creates the root itself
+    currency = Currency(pipeline, FileDigests(f"{pipeline.root}/{DIGEST_CACHE}" if Path(pipeline.root).is_dir() else None))
     targets = requested_targets(workflow, pipeline)
     needed = currency.needed(targets)
     for key in needed:
