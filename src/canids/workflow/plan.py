@@ -109,6 +109,9 @@ def apply_plan(workflow: Any, pipeline: Pipeline) -> list[Stale]:
     if workflow.executor_plugin is not None and not workflow.dryrun:  # a run that executes jobs (not -n, --report, --lint)
         _guard(pipeline, currency, needed, stale)
     workflow.dag_settings.rerun_triggers = frozenset()
+    # a job killed mid-way leaves outputs Snakemake marks incomplete; its manifest, written last,
+    # is missing or the previous result's, so rebuilding them is always right (--rerun-incomplete)
+    workflow.dag_settings.force_incomplete = True
     workflow.dag.forcefiles.update(forced)
     return stale
 
