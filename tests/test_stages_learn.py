@@ -167,7 +167,9 @@ def test_fusion_killed_at_any_point_resumes_and_ends_with_the_policy_of_an_unint
     inputs.write_bytes(pickle.dumps((out, val, cfg, s, calibration)))
     resume = tmp_path / "resume"
     code = (
-        "import pickle, sys; from canids.stages.fusion import train_fusion\n"
+        # the same intra-op threads as this process (an earlier test may have set them): sums in
+        # another order differ in the last bits, and a resumed job runs with its rule's threads
+        f"import pickle, sys, torch; torch.set_num_threads({torch.get_num_threads()}); from canids.stages.fusion import train_fusion\n"
         f"out, val, cfg, s, cal = pickle.loads(open({str(inputs)!r}, 'rb').read())\n"
         f"train_fusion(out, val, cfg, s, seed=3, calibration=cal, resume_dir=__import__('pathlib').Path({str(resume)!r}))\n"
     )
