@@ -497,7 +497,8 @@ def test_two_variants_train_at_once_and_second_invocation_is_locked(prepared_ups
     config.write_text(yaml.safe_dump(cfg))
     pt, ps = _paths(workdir, "teacher"), _paths(workdir, "student")
     targets = [str(pt["manifest"].relative_to(workdir)), str(ps["manifest"].relative_to(workdir))]
-    args = ["--cores", "2", "-j", "2", *targets, "--configfile", str(config)]
+    # one thread each (the rule asks two): both jobs fit the two cores at once
+    args = [*targets, "--cores", "2", "-j", "2", "--set-threads", "autoencoder=1", "--configfile", str(config)]  # targets first: --set-threads takes several values
 
     # Declared files per job (dry run): disjoint between the two wildcard sets.
     dry = _run(workdir, ["-n", *args], _local_env(), timeout=120)
