@@ -313,6 +313,12 @@ def test_pipeline_through_slurm_profile(slurm_cluster, tmp_path):
 # ---------------------------------------------------------------- kills mid-training
 
 
+def _slurm_log(workdir: Path, rule: str, job_id: str) -> Path:
+    """The plugin's log of one job: slurm_logs/rule_RULE/<wildcard values joined by '_'>/JOBID.log."""
+    (log,) = (workdir / "slurm_logs" / f"rule_{rule}").glob(f"*/{job_id}.log")
+    return log
+
+
 @pytest.mark.slurm
 @pytest.mark.integration
 def test_scancel_mid_training_then_retry_resumes(slurm_cluster, prepared_upstream, tmp_path):
@@ -342,8 +348,7 @@ def test_scancel_mid_training_then_retry_resumes(slurm_cluster, prepared_upstrea
     rows = [r for r in _jobs_of(workdir, 2) if _rule_of(r) == "autoencoder"]
     assert [r["JobID"] for r in rows][0] == job_id and len(rows) == 2, rows
     assert rows[0]["State"].startswith("CANCELLED") and rows[1]["State"] == "COMPLETED", rows
-    logs = workdir / "slurm_logs" / "rule_autoencoder" / "synthetic_teacher"
-    first_log, retry_log = ((logs / f"{r['JobID']}.log").read_text() for r in rows)
+    first_log, retry_log = (_slurm_log(workdir, "autoencoder", r["JobID"]).read_text() for r in rows)
     _assert_resumed(first_log, retry_log, saved, epochs, p["out_dir"] / "training_curves.csv")
     from canids.workflow.manifest import load_manifest
 
@@ -443,8 +448,8 @@ def test_time_limit_stops_cleanly_and_retry_resumes(slurm_cluster, prepared_upst
     assert len(rows) == 2, rows
     first, second = rows
     assert first["Timelimit"] == "00:01:00" and second["Timelimit"] == "00:04:00", rows
-    first_slurm_log = (workdir / "slurm_logs" / "rule_autoencoder" / "synthetic_teacher" / f"{first['JobID']}.log").read_text()
-    second_slurm_log = (workdir / "slurm_logs" / "rule_autoencoder" / "synthetic_teacher" / f"{second['JobID']}.log").read_text()
+    first_slurm_log = _slurm_log(workdir, "autoencoder", first["JobID"]).read_text()
+    second_slurm_log = _slurm_log(workdir, "autoencoder", second["JobID"]).read_text()
     # Attempt 1 stopped itself (not killed by SLURM at the limit: that would be TIMEOUT).
     assert first["State"] == "FAILED", (first, first_slurm_log[-4000:])
     done_first = [int(m[0]) for m in EPOCH_RE.findall(first_slurm_log)]

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import functools
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from canids.shape import SIZES, STAGE_NAMES, STAGES, VARIANTS
+from canids.shape import SIZES, STAGE_NAMES, STAGES, TRAINING_STAGES, VARIANTS
 from canids.typed_config import REQUIRED, BySize, build, by_size, defaults, field_schema, section_schema, setting, to_plain
 
 __all__ = [
@@ -57,6 +58,11 @@ MAX_STEPS = 10_000_000
 _NAME = {"type": "string", "pattern": r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]*$", "x-expected": "a name of letters, digits, '_', '.' or '-'"}
 DATASETS_SCHEMA = {"oneOf": [{"const": "all"}, {"type": "array", "minItems": 1, "uniqueItems": True, "items": _NAME}], "x-expected": '"all" or a non-empty list of dataset names from the catalog (config/datasets.yaml) such as ["hcrl_sa"]'}
 MANIFESTS_SCHEMA = {"type": "object", "propertyNames": {**_NAME, "x-expected": 'a dataset name or "default"'}, "additionalProperties": {"type": "string", "minLength": 1, "x-expected": "a non-empty manifest path (placeholders {dataset}, {experiment_root})"}}
+
+
+SEEDS_SCHEMA = {"type": ["array", "null"], "minItems": 1, "uniqueItems": True, "items": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}, "x-expected": "a non-empty list of distinct training seeds (integers from 0 to 4294967295), or null"}
+_SWEEP_PATH = rf"^({'|'.join(TRAINING_STAGES)})\.({'|'.join(SIZES)})\.[A-Za-z0-9_.]+$|^(preprocess|training|distillation)\.[A-Za-z0-9_.]+$"
+SWEEP_SCHEMA = {"type": "object", "propertyNames": {"type": "string", "pattern": _SWEEP_PATH, "x-expected": "a settings path such as curriculum.teacher.learning_rate (a stage's size section, preprocess, training or distillation)"}, "additionalProperties": {"type": "array", "minItems": 1, "x-expected": "a non-empty list of values"}}
 
 
 # --------------------------------------------------------------------------- sections
@@ -194,6 +200,9 @@ class Settings:
     catalog: str = setting("config/datasets.yaml", "the dataset catalog")
     dependency_manifests: dict[str, str] = setting({}, 'pinned upstream artifacts: {"default": template, DATASET: template} of stage manifests or dependency bundles (placeholders {dataset}, {experiment_root}); see docs/pinning.md', schema=lambda: MANIFESTS_SCHEMA)
     extra_args: dict[str, Any] = setting({}, "typed overrides, each applied to every stage it concerns (job specs); see EXTRA_ARGS in canids.settings", schema=lambda: {"type": "object", "additionalProperties": False, "properties": extra_args_schema()})
+    seeds: tuple[int, ...] | None = setting(None, "a study: train every point with each of these training seeds (training.seed; the data and its splits stay fixed); null: one run with training.seed", schema=lambda: SEEDS_SCHEMA)
+    sweep: dict[str, Any] = setting({}, "a study: settings paths (e.g. curriculum.teacher.learning_rate), each with a list of values; every combination (x seeds) is one point, its results beside the default run's (ROOT/DATASET/VARIANT+RUN/...); see canids.study", schema=lambda: SWEEP_SCHEMA)
+    max_jobs: int = setting(1000, "a study that would make more stage results than this is refused before any job; raise it on purpose for a bigger one", minimum=1, maximum=1_000_000)
     synthetic: SyntheticSettings = setting(SyntheticSettings(), "the embedded synthetic dataset's generator")
     preprocess: PreprocessSettings = setting(PreprocessSettings(), "captures -> window graphs")
     training: TrainingSettings = setting(TrainingSettings(), "shared by the training stages")
@@ -209,6 +218,36 @@ class Settings:
 
     def selected_variants(self) -> list[str]:
         return [self.variant] if self.variant else list(self.variants)
+
+    def value(self, path: str) -> Any:
+        """The setting at a dotted path (``curriculum.teacher.learning_rate``)."""
+        node: Any = to_plain(self)
+        for part in path.split("."):
+            node = node[part]
+        return node
+
+    def points(self) -> list:
+        """The study's points (``canids.study``): one, the default run, without seeds or sweep."""
+        from canids.study import SEED, points
+
+        paths = [*self.sweep, *([SEED] if self.seeds else [])]
+        return points(self.seeds, self.sweep, {p: self.value(p) for p in paths})
+
+    def at(self, run: str) -> "Settings":
+        """These settings as one study point's run (``canids.study``) makes them: its overrides applied."""
+        if not run:
+            return self
+        from canids.study import parse_run
+        from canids.validation import coerce, node_at
+
+        plain, schema = to_plain(self), _schema_for_reading()
+        for path, text in parse_run(run):
+            parts = path.split(".")
+            node = plain
+            for part in parts[:-1]:
+                node = node[part]
+            node[parts[-1]] = coerce(text, node_at(schema, parts))
+        return build(Settings, plain)
 
     def for_variant(self, stage: str, variant: str) -> Any:
         """The typed section ``stage`` trains ``variant`` with (its size's settings)."""
@@ -245,6 +284,12 @@ def settings_schema() -> dict:
         "description": "GENERATED by `python -m canids.workflow.schemas` from canids.settings; do not edit. config/config.yaml, job specs (--configfile) and --config are layers over these defaults.",
         **section_schema(Settings),
     }
+
+
+@functools.cache
+def _schema_for_reading() -> dict:
+    """``settings_schema()`` built once, for code that only reads it (a study's many runs)."""
+    return settings_schema()
 
 
 def _target_schema(path: str) -> dict:

@@ -215,58 +215,87 @@ def file_name(stage: str, artifact: str = "manifest") -> str:
         raise KeyError(f"stage {stage!r} has no artifact {artifact!r}; it has: manifest, {', '.join(STAGES[stage].artifacts)}") from None
 
 
+#: A study's summary (``canids.workflow.tables``), under ``ROOT/studies/NAME/``: artifact -> file.
+STUDY_FILES = {
+    "table_md": "table.md",
+    "table_csv": "table.csv",
+    "table_tex": "table.tex",
+    "table_json": "table.json",
+    "seed_spread": "seed_spread.png",
+}
+#: The study name when the job spec has none.
+DEFAULT_STUDY = "study"
+
+
 class Layout:
     """Where each output lives under an experiment root.
 
     Arguments may be Snakemake wildcards (``"{dataset}"``), so the rules and the Python code
     spell every path with the same functions. ``variant`` is ignored for stages shared by all
-    variants (preprocess).
+    variants (preprocess). ``run`` names a study point's result (``canids.study``): '' for the
+    default run, else ``+path=value,...`` after the variant (or after ``preprocess``).
     """
 
     def __init__(self, root: str) -> None:
         self.root = str(root).rstrip("/") or "."
 
-    def stage_dir(self, dataset: str, variant: str | None, stage: str) -> str:
+    def stage_dir(self, dataset: str, variant: str | None, stage: str, run: str = "") -> str:
         if STAGES[stage].per_variant:
-            return f"{self.root}/{dataset}/{variant}/{stage}"
-        return f"{self.root}/{dataset}/{stage}"
+            return f"{self.root}/{dataset}/{variant}{run}/{stage}"
+        return f"{self.root}/{dataset}/{stage}{run}"
 
-    def file(self, dataset: str, variant: str | None, stage: str, artifact: str = "manifest") -> str:
+    def file(self, dataset: str, variant: str | None, stage: str, artifact: str = "manifest", run: str = "") -> str:
         """A stage's manifest (``"manifest"``) or one of its artifacts, by artifact name."""
-        return f"{self.stage_dir(dataset, variant, stage)}/{file_name(stage, artifact)}"
+        return f"{self.stage_dir(dataset, variant, stage, run)}/{file_name(stage, artifact)}"
 
-    def target(self, dataset: str, variant: str | None, stage: str) -> str:
+    def target(self, dataset: str, variant: str | None, stage: str, run: str = "") -> str:
         """The file a user asks for to build ``stage`` (see ``Stage.target``)."""
-        return self.file(dataset, variant, stage, STAGES[stage].target)
+        return self.file(dataset, variant, stage, STAGES[stage].target, run)
 
-    def _per_job(self, kind: str, suffix: str, dataset: str, variant: str | None, rule: str) -> str:
+    def _per_job(self, kind: str, suffix: str, dataset: str, variant: str | None, rule: str, run: str) -> str:
         if rule in STAGES and not STAGES[rule].per_variant or variant is None:
-            return f"{self.root}/{dataset}/{kind}/{rule}.{suffix}"
-        return f"{self.root}/{dataset}/{kind}/{variant}/{rule}.{suffix}"
+            return f"{self.root}/{dataset}/{kind}/{rule}{run}.{suffix}"
+        return f"{self.root}/{dataset}/{kind}/{variant}{run}/{rule}.{suffix}"
 
-    def parse(self, path: str) -> tuple[str, str | None, str] | None:
-        """(dataset, variant, stage) of a path inside a stage directory under this root, else None."""
+    def parse(self, path: str) -> tuple[str, str | None, str, str] | None:
+        """(dataset, variant, stage, run) of a path inside a stage directory under this root, else None."""
         import os
 
         rel = os.path.relpath(os.path.abspath(path), os.path.abspath(self.root))
         parts = rel.split(os.sep)
         if rel.startswith("..") or len(parts) < 3:
             return None
-        if parts[1] in STAGES and not STAGES[parts[1]].per_variant:
-            return parts[0], None, parts[1]
-        if len(parts) >= 4 and parts[1] in VARIANTS and parts[2] in STAGES and STAGES[parts[2]].per_variant:
-            return parts[0], parts[1], parts[2]
+        stage, _, run = parts[1].partition("+")
+        if stage in STAGES and not STAGES[stage].per_variant:
+            return parts[0], None, stage, "+" + run if run else ""
+        variant, _, run = parts[1].partition("+")
+        if len(parts) >= 4 and variant in VARIANTS and parts[2] in STAGES and STAGES[parts[2]].per_variant:
+            return parts[0], variant, parts[2], "+" + run if run else ""
         return None
 
-    def log(self, dataset: str, variant: str | None, rule: str) -> str:
-        return self._per_job("logs", "log", dataset, variant, rule)
+    def log(self, dataset: str, variant: str | None, rule: str, run: str = "") -> str:
+        return self._per_job("logs", "log", dataset, variant, rule, run)
 
-    def benchmark(self, dataset: str, variant: str | None, rule: str) -> str:
-        return self._per_job("benchmarks", "tsv", dataset, variant, rule)
+    def benchmark(self, dataset: str, variant: str | None, rule: str, run: str = "") -> str:
+        return self._per_job("benchmarks", "tsv", dataset, variant, rule, run)
 
-    def resume_dir(self, dataset: str, variant: str, stage: str) -> str:
+    def resume_dir(self, dataset: str, variant: str, stage: str, run: str = "") -> str:
         """Resume state of an interrupted training stage: a side path Snakemake never deletes."""
-        return f"{self.root}/.resume/{dataset}/{variant}/{stage}"
+        return f"{self.root}/.resume/{dataset}/{variant}{run}/{stage}"
+
+    def study(self, name: str, artifact: str) -> str:
+        """A study's table or figure (``STUDY_FILES``): one place per study, across datasets."""
+        return f"{self.root}/studies/{name}/{STUDY_FILES[artifact]}"
+
+    @classmethod
+    def of_study_file(cls, path: str) -> "Layout":
+        """The layout whose ``study`` wrote ``path`` (ROOT/studies/NAME/FILE)."""
+        from pathlib import Path
+
+        return cls(str(Path(path).parents[2]))
+
+    def study_log(self, name: str) -> str:
+        return f"{self.root}/studies/{name}/logs/study.log"
 
     def generated_receipt(self, dataset: str) -> str:
         """What the generator of a generated dataset (``synthetic``) writes last."""

@@ -16,11 +16,12 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from typing import Any, Iterable, Sequence
 
 import jsonschema
 
-__all__ = ["SchemaError", "describe", "schema_errors", "check"]
+__all__ = ["SchemaError", "check", "coerce", "describe", "node_at", "schema_errors"]
 
 
 class SchemaError(ValueError):
@@ -97,7 +98,7 @@ def _plural(text: str) -> str:
     return text
 
 
-def _node_at(schema: dict, path: Sequence[Any]) -> dict:
+def node_at(schema: dict, path: Sequence[Any]) -> dict:
     """The schema node describing ``path`` (deepest reachable one)."""
     node = schema
     for part in path:
@@ -116,20 +117,20 @@ def _node_at(schema: dict, path: Sequence[Any]) -> dict:
     return node if isinstance(node, dict) else {}
 
 
-def schema_errors(data: Any, schema: dict, source: str, *, partial: bool = False) -> list[str]:
+def schema_errors(data: Any, schema: dict, source: str, *, partial: bool = False, field: str = "") -> list[str]:
     """One message per problem: ``SOURCE: FIELD: expected FORM, got VALUE`` (sorted by field).
 
     ``partial`` skips required-field checks (a layer that overrides only some keys, such as
-    ``--config`` on top of the defaults).
+    ``--config`` on top of the defaults). ``field`` names where ``data`` sits in its document.
     """
     messages = []
     for err in _validator_class()(schema).iter_errors(data):
-        where = field_name(err.absolute_path)
+        where = field_name([field, *err.absolute_path] if field else err.absolute_path)
         if err.validator == "required":
             if partial:
                 continue
             for key in (k for k in err.validator_value if k not in err.instance):
-                form = describe(_node_at(schema, [*err.absolute_path, key]))
+                form = describe(node_at(schema, [*err.absolute_path, key]))
                 messages.append(f"{source}: {field_name([*err.absolute_path, key])}: missing required field; expected {form}")
             continue
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
@@ -137,8 +138,9 @@ def schema_errors(data: Any, schema: dict, source: str, *, partial: bool = False
             for key in sorted(k for k in err.instance if k not in allowed):
                 messages.append(f"{source}: {field_name([*err.absolute_path, key])}: unknown key {key!r}; allowed keys: {', '.join(allowed)}")
             continue
-        if err.validator == "propertyNames":
-            form = describe(err.schema.get("propertyNames", {}))
+        if err.validator == "propertyNames" or "propertyNames" in err.absolute_schema_path:
+            # jsonschema reports a bad key as the key's own failure (a pattern), at its object's path
+            form = describe(err.schema.get("propertyNames", {}) if err.validator == "propertyNames" else err.schema)
             messages.append(f"{source}: {where}: invalid key {show(err.instance)}; expected {form}")
             continue
         if err.validator in ("oneOf", "anyOf") and isinstance(err.instance, list):
@@ -151,13 +153,47 @@ def schema_errors(data: Any, schema: dict, source: str, *, partial: bool = False
                 (dupes if item in seen else seen).append(item)
             messages.append(f"{source}: {where}: duplicate entries {show(dupes)}; expected each entry once")
             continue
-        form = describe(_node_at(schema, list(err.absolute_path)))
+        form = describe(node_at(schema, list(err.absolute_path)))
         messages.append(f"{source}: {where or '(top level)'}: expected {form}, got {show(err.instance)}")
     return sorted(set(messages))
 
 
-def check(data: Any, schema: dict, source: str, *, partial: bool = False, error: type[Exception] = SchemaError, what: str = "document") -> None:
+def check(data: Any, schema: dict, source: str, *, partial: bool = False, error: type[Exception] = SchemaError, what: str = "document", field: str = "") -> None:
     """Raise ``error`` listing every problem of ``data`` (one line when there is one)."""
-    messages = schema_errors(data, schema, source, partial=partial)
+    messages = schema_errors(data, schema, source, partial=partial, field=field)
     if messages:
         raise error(messages[0] if len(messages) == 1 else f"invalid {what}:\n" + "\n".join(messages))
+
+
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def coerce(value: Any, node: dict) -> Any:
+    """A value given as text (``--config`` nests scalars as strings; run names are text) as the type its schema node declares."""
+    if isinstance(value, dict):
+        props = node.get("properties", {})
+        extra = node.get("additionalProperties")
+        return {k: coerce(v, props.get(k, extra if isinstance(extra, dict) else {})) for k, v in value.items()}
+    if isinstance(value, list):
+        items = node.get("items") or next((alt.get("items") for alt in node.get("oneOf", []) + node.get("anyOf", []) if alt.get("items")), {})
+        return [coerce(v, items) for v in value]
+    if not isinstance(value, str):
+        return value
+    kinds = set(node.get("type", []) if isinstance(node.get("type"), list) else [node.get("type")])
+    for alt in node.get("anyOf", []) + node.get("oneOf", []):
+        kinds |= set(alt.get("type", []) if isinstance(alt.get("type"), list) else [alt.get("type")])
+    if None in node.get("enum", []):
+        kinds.add("null")
+    text = value.strip()
+    if "null" in kinds and text in ("null", "~", "None"):
+        return None
+    if "boolean" in kinds and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if "integer" in kinds and _INT.match(text):
+        return int(text)
+    if "number" in kinds:
+        try:
+            return float(text)
+        except ValueError:
+            return value
+    return value

@@ -6,6 +6,7 @@ from snakemake.utils import min_version
 
 from canids.settings import to_plain
 from canids.shape import STAGES, VARIANTS
+from canids.study import RUN_PATTERN
 from canids.workflow.code_digest import stage_code_digest
 from canids.workflow.config import workflow_settings
 from canids.workflow.dag import Pipeline
@@ -29,11 +30,14 @@ LAYOUT = PIPELINE.layout
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     variant="|".join(VARIANTS),
+    run=RUN_PATTERN,
+    study=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def default_targets():
-    """Output files of every configured dataset x variant x training type."""
-    return PIPELINE.targets()
+    """Output files of every configured dataset x variant x training type (x study point),
+    and a study's table."""
+    return [*PIPELINE.targets(), *PIPELINE.study_targets()]
 
 
 def raw_inputs(wildcards):
@@ -56,7 +60,9 @@ def stage_inputs(stage):
     def resolve(wildcards):
         # current = the manifests agree (canids.workflow.plan)
         plan_once(workflow, PIPELINE)
-        named = PIPELINE.inputs(wildcards.dataset, wildcards.get("variant"), stage)
+        named = PIPELINE.inputs(
+            wildcards.dataset, wildcards.get("variant"), stage, wildcards.run
+        )
         return {name: as_input(path) for name, path in named.items()}
 
     return resolve
@@ -66,7 +72,9 @@ def teacher_of(stage):
     """Input function: the teacher's same stage, for a distilled variant only."""
 
     def resolve(wildcards):
-        paths = PIPELINE.teacher(wildcards.dataset, wildcards.variant, stage)
+        paths = PIPELINE.teacher(
+            wildcards.dataset, wildcards.variant, stage, run=wildcards.run
+        )
         return [as_input(p) for p in paths]
 
     return resolve
@@ -76,7 +84,7 @@ def settings_of(stage):
     """Param function: the resolved settings the stage runs with (a change re-runs it)."""
 
     def resolve(wildcards):
-        return PIPELINE.settings_of(stage, wildcards.get("variant"))
+        return PIPELINE.settings_of(stage, wildcards.get("variant"), wildcards.run)
 
     return resolve
 
@@ -84,22 +92,26 @@ def settings_of(stage):
 def stage_outputs(stage):
     """Named outputs of a stage: its manifest and every artifact it pins (canids.shape)."""
     names = ["manifest", *STAGES[stage].artifacts]
-    return {n: LAYOUT.file("{dataset}", "{variant}", stage, n) for n in names}
+    return {n: LAYOUT.file("{dataset}", "{variant}", stage, n, "{run}") for n in names}
 
 
 def stage_log(stage):
-    return LAYOUT.log("{dataset}", "{variant}", stage)
+    return LAYOUT.log("{dataset}", "{variant}", stage, "{run}")
 
 
 def stage_benchmark(stage):
-    return LAYOUT.benchmark("{dataset}", "{variant}", stage)
+    return LAYOUT.benchmark("{dataset}", "{variant}", stage, "{run}")
+
+
+def resume_dir(stage):
+    return LAYOUT.resume_dir("{dataset}", "{variant}", stage, "{run}")
 
 
 def evaluation_figure(artifact, caption):
     """An evaluation figure, shown in `snakemake --report` under its dataset and variant."""
     return report(
-        LAYOUT.file("{dataset}", "{variant}", "evaluation", artifact),
+        LAYOUT.file("{dataset}", "{variant}", "evaluation", artifact, "{run}"),
         category="{dataset}",
-        subcategory="{variant}",
+        subcategory="{variant}{run}",
         caption=caption,
     )

@@ -5,8 +5,10 @@ rule evaluation:
     input:
         unpack(stage_inputs("evaluation")),
     output:
-        metrics=LAYOUT.file("{dataset}", "{variant}", "evaluation", "metrics"),
-        manifest=LAYOUT.file("{dataset}", "{variant}", "evaluation"),
+        metrics=LAYOUT.file("{dataset}", "{variant}", "evaluation", "metrics", "{run}"),
+        manifest=LAYOUT.file(
+            "{dataset}", "{variant}", "evaluation", "manifest", "{run}"
+        ),
         roc_pr_curves=evaluation_figure("roc_pr_curves", "../report/curves.rst"),
         confusion_matrices=evaluation_figure(
             "confusion_matrices", "../report/confusion.rst"

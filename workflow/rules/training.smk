@@ -18,7 +18,7 @@ rule autoencoder:
     params:
         code=stage_code_digest("autoencoder"),
         settings=settings_of("autoencoder"),
-        resume_dir=LAYOUT.resume_dir("{dataset}", "{variant}", "autoencoder"),
+        resume_dir=resume_dir("autoencoder"),
     script:
         "../scripts/stage.py"
 
@@ -39,7 +39,7 @@ rule curriculum:
     params:
         code=stage_code_digest("curriculum"),
         settings=settings_of("curriculum"),
-        resume_dir=LAYOUT.resume_dir("{dataset}", "{variant}", "curriculum"),
+        resume_dir=resume_dir("curriculum"),
     script:
         "../scripts/stage.py"
 
@@ -60,6 +60,6 @@ rule fusion:
     params:
         code=stage_code_digest("fusion"),
         settings=settings_of("fusion"),
-        resume_dir=LAYOUT.resume_dir("{dataset}", "{variant}", "fusion"),
+        resume_dir=resume_dir("fusion"),
     script:
         "../scripts/stage.py"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -29,7 +28,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from canids.settings import Settings, load_settings
-from canids.validation import check, show
+from canids.validation import check, coerce, show
 from canids.workflow.schemas import config_schema, jobspec_schema
 
 __all__ = ["ConfigSources", "JobSpecError", "load_json_file", "load_spec", "validate_spec", "workflow_settings"]
@@ -120,40 +119,6 @@ def _load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
-_INT = re.compile(r"^[+-]?\d+$")
-
-
-def _coerce(value: Any, node: dict) -> Any:
-    """A ``--config`` value (nested scalars arrive as strings) as the type its schema node declares."""
-    if isinstance(value, dict):
-        props = node.get("properties", {})
-        extra = node.get("additionalProperties")
-        return {k: _coerce(v, props.get(k, extra if isinstance(extra, dict) else {})) for k, v in value.items()}
-    if isinstance(value, list):
-        items = node.get("items") or next((alt.get("items") for alt in node.get("oneOf", []) + node.get("anyOf", []) if alt.get("items")), {})
-        return [_coerce(v, items) for v in value]
-    if not isinstance(value, str):
-        return value
-    kinds = set(node.get("type", []) if isinstance(node.get("type"), list) else [node.get("type")])
-    for alt in node.get("anyOf", []) + node.get("oneOf", []):
-        kinds |= set(alt.get("type", []) if isinstance(alt.get("type"), list) else [alt.get("type")])
-    if None in node.get("enum", []):
-        kinds.add("null")
-    text = value.strip()
-    if "null" in kinds and text in ("null", "~", "None"):
-        return None
-    if "boolean" in kinds and text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    if "integer" in kinds and _INT.match(text):
-        return int(text)
-    if "number" in kinds:
-        try:
-            return float(text)
-        except ValueError:
-            return value
-    return value
-
-
 def workflow_settings(config: dict, configfiles: Iterable[str | os.PathLike], cli_config: Mapping | None = None) -> tuple[Settings, ConfigSources]:
     """Check every config layer, fix ``--config`` types in ``config`` (in place), and type the result.
 
@@ -172,9 +137,27 @@ def workflow_settings(config: dict, configfiles: Iterable[str | os.PathLike], cl
             validate_spec(data, label, partial=True)
         sources.layers.append((label, data))
     if cli_config:
-        typed = _coerce(dict(cli_config), config_schema())
+        typed = coerce(dict(cli_config), config_schema())
         validate_spec(typed, "--config", partial=True)
         update_config(config, typed)
         sources.layers.append(("--config", typed))
     check(config, config_schema(), "configuration (config/config.yaml + --configfile + --config)", error=JobSpecError, what="configuration")
+    check_sweep(config.get("sweep") or {}, sources.origin("sweep"))
     return load_settings(config), sources
+
+
+def check_sweep(sweep: Mapping[str, Any], source: str) -> None:
+    """Every swept path names one setting, and every value fits it (the message names the field)."""
+    schema = config_schema()
+    for path, values in sweep.items():
+        node = schema
+        for part in path.split("."):
+            node = node.get("properties", {}).get(part)
+            if node is None:
+                break
+        if node is None or "properties" in node:
+            what = "a section, not one setting" if node is not None else "no such setting"
+            raise JobSpecError(f"{source}: sweep.{path}: {what}; expected the path of one setting, such as curriculum.teacher.learning_rate (config/README.md lists them)")
+        leaf = {k: v for k, v in node.items() if k not in ("default", "description")}
+        for i, value in enumerate(values):
+            check(value, leaf, source, error=JobSpecError, what="sweep value", field=f"sweep.{path}[{i}]")

@@ -31,12 +31,16 @@ from typing import Any, Iterable
 
 from canids.settings import stage_settings, to_plain
 from canids.shape import STAGES, Layout, dependencies
+from canids.study import restrict
 from canids.util import FileDigests
 from canids.workflow.code_digest import stage_code_digest
 from canids.workflow.dag import Pipeline
 from canids.workflow.manifest import fingerprint
 
-__all__ = ["Currency", "Stale", "settings_diff"]
+__all__ = ["Currency", "Key", "Stale", "settings_diff"]
+
+#: One stage result: (dataset, variant or None, stage, run name).
+Key = tuple[str, "str | None", str, str]
 
 #: Hyperparameters a stage records that are outcomes, not inputs (batch size the tuner chose).
 _OUTCOMES = frozenset({"batch_size_used", "decision_rule"})
@@ -51,6 +55,7 @@ class Stale:
     dataset: str
     variant: str | None
     stage: str
+    run: str
     manifest: str
     reasons: tuple[str, ...]
 
@@ -84,16 +89,16 @@ class Currency:
 
     pipeline: Pipeline
     digests: FileDigests
-    _memo: dict[tuple[str, str | None, str], tuple[str, ...] | None] = field(default_factory=dict)
+    _memo: dict[Key, tuple[str, ...] | None] = field(default_factory=dict)
 
     @property
     def layout(self) -> Layout:
         return self.pipeline.layout
 
     # ------------------------------------------------------------------ planning
-    def needed(self, targets: Iterable[str]) -> list[tuple[str, str | None, str]]:
+    def needed(self, targets: Iterable[str]) -> list[Key]:
         """Every stage output the targets need and this root builds (not pinned), upstream first."""
-        wanted: list[tuple[str, str | None, str]] = []
+        wanted: list[Key] = []
         for target in targets:
             key = self.layout.parse(target)
             if key is not None:
@@ -106,14 +111,15 @@ class Currency:
         for key in self.needed(targets):
             reasons = self.reasons(*key)
             if reasons:
-                stale.append(Stale(*key, self.layout.file(*key), reasons))
+                dataset, variant, stage, run = key
+                stale.append(Stale(*key, self.layout.file(dataset, variant, stage, run=run), reasons))
         return stale
 
-    def _closure(self, key: tuple[str, str | None, str], out: list) -> None:
-        dataset, variant, stage = key
+    def _closure(self, key: Key, out: list) -> None:
+        dataset, variant, stage, run = key
         for dep_stage, dep_variant in dependencies(stage, variant):
             if self.pipeline.pin(dataset, dep_variant, dep_stage) is None and not self._teacher_elsewhere(dep_variant, variant):
-                self._closure((dataset, dep_variant, dep_stage), out)
+                self._closure((dataset, dep_variant, dep_stage, restrict(run, dep_stage, dep_variant)), out)
         if key not in out:
             out.append(key)
 
@@ -122,23 +128,23 @@ class Currency:
         return dep_variant != variant and dep_variant is not None and bool(self.pipeline.settings.distillation.teacher_path)
 
     # ------------------------------------------------------------------ one stage
-    def reasons(self, dataset: str, variant: str | None, stage: str) -> tuple[str, ...]:
+    def reasons(self, dataset: str, variant: str | None, stage: str, run: str = "") -> tuple[str, ...]:
         """Why the existing result of this stage is not current; () when current, pinned or absent."""
-        key = (dataset, variant if STAGES[stage].per_variant else None, stage)
+        key = (dataset, variant if STAGES[stage].per_variant else None, stage, run)
         if key not in self._memo:
             self._memo[key] = self._reasons(*key)
         return self._memo[key] or ()
 
-    def rebuilt(self, dataset: str, variant: str | None, stage: str) -> bool:
+    def rebuilt(self, dataset: str, variant: str | None, stage: str, run: str = "") -> bool:
         """Whether this run (re)builds the stage: its manifest is missing or it is stale."""
         if self.pipeline.pin(dataset, variant, stage) is not None:
             return False
-        return not Path(self.layout.file(dataset, variant, stage)).exists() or bool(self.reasons(dataset, variant, stage))
+        return not Path(self.layout.file(dataset, variant, stage, run=run)).exists() or bool(self.reasons(dataset, variant, stage, run))
 
-    def _reasons(self, dataset: str, variant: str | None, stage: str) -> tuple[str, ...] | None:
+    def _reasons(self, dataset: str, variant: str | None, stage: str, run: str) -> tuple[str, ...] | None:
         if self.pipeline.pin(dataset, variant, stage) is not None:
             return None
-        path = Path(self.layout.file(dataset, variant, stage))
+        path = Path(self.layout.file(dataset, variant, stage, run=run))
         if not path.exists():
             return None
         try:
@@ -149,7 +155,7 @@ class Currency:
             return (f"manifest unreadable ({err})",)
         reasons: list[str] = []
         reasons += self._artifacts(path, data)
-        changes = settings_diff({k: v for k, v in (data.get("hyperparameters") or {}).items() if k not in _OUTCOMES}, stage_settings(self.pipeline.settings, stage, variant))
+        changes = settings_diff({k: v for k, v in (data.get("hyperparameters") or {}).items() if k not in _OUTCOMES}, stage_settings(self.pipeline.settings.at(run), stage, variant))
         if changes:
             more = f" (+{len(changes) - _SHOWN} more)" if len(changes) > _SHOWN else ""
             reasons.append("settings changed: " + ", ".join(changes[:_SHOWN]) + more)
@@ -158,7 +164,7 @@ class Currency:
             reasons.append("manifest written before code digests were recorded")
         elif data["code_digest"] != code:
             reasons.append(f"code changed ({data['code_digest']} -> {code})")
-        reasons += self._upstream(dataset, variant, stage, data)
+        reasons += self._upstream(dataset, variant, stage, run, data)
         if stage == "preprocess":
             reasons += self._raw_data(dataset, data)
         return tuple(reasons)
@@ -175,18 +181,18 @@ class Currency:
                 return [f"artifact {name!r} ({target.name}) does not match its manifest (corrupted or replaced)"]
         return []
 
-    def _upstream(self, dataset: str, variant: str | None, stage: str, data: dict) -> list[str]:
+    def _upstream(self, dataset: str, variant: str | None, stage: str, run: str, data: dict) -> list[str]:
         refs = {(r.get("stage"), r.get("variant")): r.get("sha256") for r in data.get("upstream") or []}
         reasons = []
         for dep_stage, dep_variant in dependencies(stage, variant):
             if dep_variant != variant and dep_variant is not None:  # a distillation teacher
-                paths = self.pipeline.teacher(dataset, variant, stage)
+                paths = self.pipeline.teacher(dataset, variant, stage, run=run)
                 current = Path(paths[0]) if paths else None
             else:
-                current = Path(self.pipeline.upstream(dataset, dep_variant, dep_stage))
+                current = Path(self.pipeline.upstream(dataset, dep_variant, dep_stage, run=run))
             label = dep_stage if dep_variant in (None, variant) else f"{dep_variant}/{dep_stage}"
             pinned = self.pipeline.pin(dataset, dep_variant, dep_stage) is not None
-            if not pinned and not self._teacher_elsewhere(dep_variant, variant) and self.rebuilt(dataset, dep_variant, dep_stage):
+            if not pinned and not self._teacher_elsewhere(dep_variant, variant) and self.rebuilt(dataset, dep_variant, dep_stage, restrict(run, dep_stage, dep_variant)):
                 reasons.append(f"upstream {label} is rebuilt")
             elif current is None or not current.exists():
                 reasons.append(f"upstream {label} missing")

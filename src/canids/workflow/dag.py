@@ -18,7 +18,8 @@ from typing import Callable
 
 from canids.data.catalog import Catalog, load_catalog
 from canids.settings import Settings, stage_settings
-from canids.shape import STAGES, VARIANTS, Layout, file_name, output_key
+from canids.shape import DEFAULT_STUDY, STAGES, STUDY_FILES, VARIANTS, Layout, dependencies, file_name, output_key
+from canids.study import SEED, parse_run, restrict, run_name
 from canids.workflow.config import ConfigSources, JobSpecError
 from canids.workflow.pins import Pin, check_template, resolve_pins
 
@@ -59,6 +60,8 @@ class Pipeline:
     layout: Layout
     #: (dataset, stage, variant or None for a shared stage) -> verified pinned manifest
     pins: dict[tuple[str, str, str | None], Pin] = field(default_factory=dict)
+    #: run name -> the settings of that study point (``Settings.at``), built once per run
+    _at: dict[str, Settings] = field(default_factory=dict, repr=False)
 
     @property
     def root(self) -> str:
@@ -80,7 +83,35 @@ class Pipeline:
             field = "extra_args.teacher_path" if "teacher_path" in settings.extra_args else "distillation.teacher_path"
             check_template(settings.distillation.teacher_path, f"{origin(field.split('.')[0])}: {field}")
         pipeline.pins = resolve_pins(settings, datasets=datasets, catalog_names=catalog.names, root=root, origin=origin)
+        pipeline.check_study_size(origin)
         return pipeline
+
+    def study_results(self) -> set[tuple[str, str | None, str, str]]:
+        """Every distinct stage result the targets need over all study points (pins excluded)."""
+        out: set[tuple[str, str | None, str, str]] = set()
+        todo = [self.layout.parse(t) for t in self.targets()]
+        while todo:
+            key = todo.pop()
+            if key is None or key in out:
+                continue
+            out.add(key)
+            dataset, variant, stage, run = key
+            for dep_stage, dep_variant in dependencies(stage, variant):
+                if self.pin(dataset, dep_variant, dep_stage) is None:
+                    todo.append((dataset, dep_variant, dep_stage, restrict(run, dep_stage, dep_variant)))
+        return out
+
+    def check_study_size(self, origin: Callable[[str], str]) -> None:
+        """Refuse a study bigger than ``max_jobs`` stage results before any job."""
+        if len(self.settings.points()) < 2:
+            return
+        n = len(self.study_results())
+        if n > self.settings.max_jobs:
+            raise JobSpecError(
+                f"{origin('sweep' if self.settings.sweep else 'seeds')}: the study makes {n} stage results ({len(self.settings.points())} points x datasets x variants), "
+                f"more than max_jobs {self.settings.max_jobs}; expected a smaller sweep or fewer seeds, or a bigger study asked for on purpose "
+                f'("max_jobs": {n} in the job spec, or --config max_jobs={n})'
+            )
 
     # ------------------------------------------------------------------ targets
     def datasets(self) -> list[str]:
@@ -89,11 +120,39 @@ class Pipeline:
     def variants(self) -> list[str]:
         return self.settings.selected_variants()
 
-    def stage_path(self, dataset: str, variant: str | None, stage: str, artifact: str = "manifest") -> str:
-        return self.layout.file(dataset, variant, stage, artifact)
+    def stage_path(self, dataset: str, variant: str | None, stage: str, artifact: str = "manifest", run: str = "") -> str:
+        return self.layout.file(dataset, variant, stage, artifact, run)
 
     def targets(self) -> list[str]:
-        return [self.layout.target(d, v, s) for d in self.datasets() for v in self.variants() for s in self.settings.training_types]
+        """Every requested result: datasets x variants x training types x study points (``canids.study``)."""
+        found = [self.layout.target(d, v, s, p.run(s, v)) for d in self.datasets() for v in self.variants() for s in self.settings.training_types for p in self.settings.points()]
+        return list(dict.fromkeys(found))
+
+    # ------------------------------------------------------------------ a study's summary
+    def is_study(self) -> bool:
+        """Seeds or a sweep, with evaluations to summarise: the study rule's table is a target."""
+        return len(self.settings.points()) > 1 and "evaluation" in self.settings.training_types
+
+    def study_name(self) -> str:
+        return self.settings.name or DEFAULT_STUDY
+
+    def study_targets(self) -> list[str]:
+        return [self.layout.study(self.study_name(), artifact) for artifact in STUDY_FILES] if self.is_study() else []
+
+    def evaluations(self) -> list[str]:
+        """The metrics.json of every evaluation the study asks for."""
+        return [t for t in self.targets() if (key := self.layout.parse(t)) is not None and key[2] == "evaluation"]
+
+    def expected_evaluations(self) -> list[tuple[str, str, str, int]]:
+        """(dataset, variant, point, seed) of each evaluation (``canids.workflow.tables``)."""
+        out = set()
+        for dataset in self.datasets():
+            for variant in self.variants():
+                for point in self.settings.points():
+                    run = point.run("evaluation", variant)
+                    seed = point.seed if point.seed is not None else self.settings.training.seed
+                    out.add((dataset, variant, run_name((p, v) for p, v in parse_run(run) if p != SEED), int(seed)))
+        return sorted(out)
 
     # ------------------------------------------------------------------ inputs
     def raw_inputs(self, dataset: str) -> list[str]:
@@ -119,14 +178,17 @@ class Pipeline:
             paths.update(str(pin.manifest.artifact(name)) for name in pin.manifest.data["artifacts"])
         return paths
 
-    def upstream(self, dataset: str, variant: str | None, stage: str, artifact: str = "manifest") -> str:
-        """Path of an upstream stage's manifest or artifact: pinned by the spec, else built here."""
+    def upstream(self, dataset: str, variant: str | None, stage: str, artifact: str = "manifest", run: str = "") -> str:
+        """Path of an upstream stage's manifest or artifact: pinned by the spec, else built here.
+
+        ``run``: the reading stage's run name; the upstream result is the part of it that reaches it.
+        """
         pin = self.pin(dataset, variant, stage)
         if pin is not None:
             return pin.path(artifact)
-        return self.stage_path(dataset, variant, stage, artifact)
+        return self.stage_path(dataset, variant, stage, artifact, restrict(run, stage, variant))
 
-    def teacher(self, dataset: str, variant: str, stage: str, artifact: str = "manifest") -> list[str]:
+    def teacher(self, dataset: str, variant: str, stage: str, artifact: str = "manifest", run: str = "") -> list[str]:
         """A distilled variant reads its teacher's same stage (pinned, distillation.teacher_path, or built here)."""
         teacher = VARIANTS[variant].teacher
         if teacher is None or not STAGES[stage].trains:
@@ -138,17 +200,22 @@ class Pipeline:
         if template:  # a teacher variant directory: <teacher_path>/<stage>/<file>
             base = Path(template.format(dataset=dataset, experiment_root=self.root))
             return [str(base / stage / file_name(stage, artifact))]
-        return [self.stage_path(dataset, teacher, stage, artifact)]
+        return [self.stage_path(dataset, teacher, stage, artifact, restrict(run, stage, teacher))]
 
-    def inputs(self, dataset: str, variant: str | None, stage: str) -> dict[str, str]:
+    def inputs(self, dataset: str, variant: str | None, stage: str, run: str = "") -> dict[str, str]:
         """A rule's named inputs: each stage it reads (manifest, and checkpoint where it has one)."""
         named: dict[str, str] = {}
         for up in STAGES[stage].reads:
-            named[up] = self.upstream(dataset, variant, up)
+            named[up] = self.upstream(dataset, variant, up, run=run)
             if "checkpoint" in STAGES[up].artifacts:
-                named[f"{up}_checkpoint"] = self.upstream(dataset, variant, up, "checkpoint")
+                named[f"{up}_checkpoint"] = self.upstream(dataset, variant, up, "checkpoint", run)
         return named
 
-    def settings_of(self, stage: str, variant: str | None) -> dict:
-        return stage_settings(self.settings, stage, variant)
+    def settings_at(self, run: str) -> Settings:
+        if run not in self._at:
+            self._at[run] = self.settings.at(run)
+        return self._at[run]
+
+    def settings_of(self, stage: str, variant: str | None, run: str = "") -> dict:
+        return stage_settings(self.settings_at(run), stage, variant)
 

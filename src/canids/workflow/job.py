@@ -22,6 +22,7 @@ class Job:
     stage: str
     dataset: str
     variant: str | None
+    #: the settings of this job's study point (``Settings.at(run)``)
     settings: Settings
     #: named inputs: each stage read (its manifest, and ``<stage>_checkpoint``), ``raw``
     inputs: dict[str, Any] = field(default_factory=dict)
@@ -32,6 +33,8 @@ class Job:
     #: where resume state of an interrupted attempt lives (training stages)
     resume_dir: Path | None = None
     threads: int = 1
+    #: the study point's run name (``canids.study``); '' for the default run
+    run: str = ""
 
     def output(self, name: str) -> Path:
         return self.outputs[name]

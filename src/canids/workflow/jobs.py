@@ -37,12 +37,13 @@ def job_from_snakemake(smk: Any) -> Job:
         stage=smk.rule,
         dataset=wildcards["dataset"],
         variant=wildcards.get("variant"),
-        settings=load_settings(smk.config),
+        settings=load_settings(smk.config).at(wildcards.get("run", "")),
         inputs=inputs,
         outputs={name: Path(path) for name, path in smk.output.items()},
         teacher=single_input(smk.input.get("teacher")) if "teacher" in smk.input.keys() else None,
         resume_dir=Path(resume) if resume else None,
         threads=int(smk.threads),
+        run=wildcards.get("run", ""),
     )
 
 
@@ -61,11 +62,11 @@ def run_job(smk: Any) -> None:
             print(f"{job.stage}: stopped before the time limit; resume state in {job.resume_dir}; exit status {EXIT_TIME_LIMIT}")
             time_limited = True
         except BaseException:
-            previous = kept(layout, job.dataset, job.variant, job.stage)
+            previous = kept(layout, job.dataset, job.variant, job.stage, job.run)
             if (previous / MANIFEST).exists():
                 print(f"{job.stage}: failed; the previous complete result of this stage is kept in {previous.absolute()}; a later run puts it back where it is still current for its configuration", file=sys.stderr)
             raise
         else:
-            drop(layout, job.dataset, job.variant, job.stage)
+            drop(layout, job.dataset, job.variant, job.stage, job.run)
     if time_limited:
         raise SystemExit(EXIT_TIME_LIMIT)

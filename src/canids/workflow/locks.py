@@ -86,12 +86,12 @@ class StageLocks:
     held: list[Path] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def path(self, dataset: str, variant: str | None, stage: str) -> Path:
-        return self.root / ".locks" / dataset / (variant or "") / f"{stage}.lock"
+    def path(self, dataset: str, variant: str | None, stage: str, run: str = "") -> Path:
+        return self.root / ".locks" / dataset / f"{variant or ''}{run}" / f"{stage}.lock"
 
-    def acquire(self, dataset: str, variant: str | None, stage: str) -> None:
+    def acquire(self, dataset: str, variant: str | None, stage: str, run: str = "") -> None:
         """Take the lock of one stage result, breaking it if its holder is gone; else ``LockHeld``."""
-        lock = self.path(dataset, variant, stage)
+        lock = self.path(dataset, variant, stage, run)
         lock.parent.mkdir(parents=True, exist_ok=True)
         me = _me()
         for _ in range(3):
@@ -105,7 +105,7 @@ class StageLocks:
                 if holder.get("host") == me["host"] and holder.get("pid") == me["pid"]:
                     return  # ours already
                 if holder and holder_alive(holder, lock):
-                    where = "/".join(p for p in (dataset, variant, stage) if p)
+                    where = "/".join(p for p in (dataset, f"{variant or ''}{run}", stage) if p)
                     raise LockHeld(
                         f"{where} is being written by another run ({describe(holder)}); lock {lock}. "
                         "Wait for that run to finish, or stop it; a lock whose run is gone is broken automatically."

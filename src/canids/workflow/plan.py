@@ -52,10 +52,10 @@ def plan_once(workflow: Any, pipeline: Pipeline) -> None:
     _PLANNED[id(workflow)] = apply_plan(workflow, pipeline)
 
 
-def _outputs(pipeline: Pipeline, dataset: str, variant: str | None, stage: str) -> list[Path]:
+def _outputs(pipeline: Pipeline, dataset: str, variant: str | None, stage: str, run: str) -> list[Path]:
     """What Snakemake compares with the inputs' times: the outputs, and the benchmark file if any."""
-    files = [Path(pipeline.layout.file(dataset, variant, stage, name)) for name in ["manifest", *STAGES[stage].artifacts]]
-    benchmark = Path(pipeline.layout.benchmark(dataset, variant, stage))
+    files = [Path(pipeline.layout.file(dataset, variant, stage, name, run)) for name in ["manifest", *STAGES[stage].artifacts]]
+    benchmark = Path(pipeline.layout.benchmark(dataset, variant, stage, run))
     return files + ([benchmark] if benchmark.exists() else [])
 
 
@@ -66,13 +66,13 @@ def _order_times(pipeline: Pipeline, currency: Currency, targets: list[str]) -> 
     root, or when another run rebuilt an input identical in content, times disagree with the
     manifests, which have the last word. A read-only root is left as it is.
     """
-    for dataset, variant, stage in currency.needed(targets):
-        if currency.rebuilt(dataset, variant, stage):
+    for dataset, variant, stage, run in currency.needed(targets):
+        if currency.rebuilt(dataset, variant, stage, run):
             continue
-        outputs = _outputs(pipeline, dataset, variant, stage)
-        teacher = pipeline.teacher(dataset, variant, stage) if variant else []
+        outputs = _outputs(pipeline, dataset, variant, stage, run)
+        teacher = pipeline.teacher(dataset, variant, stage, run=run) if variant else []
         generated = [pipeline.layout.generated_receipt(dataset)] if not STAGES[stage].reads and pipeline.catalog.get(dataset).generated else []
-        inputs = [Path(p) for p in [*pipeline.inputs(dataset, variant, stage).values(), *teacher, *generated]]
+        inputs = [Path(p) for p in [*pipeline.inputs(dataset, variant, stage, run).values(), *teacher, *generated]]
         try:
             newest_input = max((p.stat().st_mtime_ns for p in inputs if p.exists()), default=0)
             if all(o.exists() for o in outputs) and min(o.stat().st_mtime_ns for o in outputs) < newest_input:
@@ -106,6 +106,8 @@ def apply_plan(workflow: Any, pipeline: Pipeline) -> list[Stale]:
         for s in stale:
             print(f"  {s.describe(pipeline.root)}", file=sys.stderr)
     _check_windows(pipeline, currency, needed)
+    _say_study(pipeline, needed)
+    _check_array_jobs(workflow, currency, needed)
     if workflow.executor_plugin is not None and not workflow.dryrun:  # a run that executes jobs (not -n, --report, --lint)
         _guard(pipeline, currency, needed, stale)
     workflow.dag_settings.rerun_triggers = frozenset()
@@ -120,11 +122,46 @@ class PlanError(ValueError):
     """A run that cannot succeed, refused before any job with what was expected."""
 
 
+def _say_study(pipeline: Pipeline, needed: list) -> None:
+    """For a study: its points, the distinct stage results they need, and how many are shared."""
+    points = pipeline.settings.points()
+    if len(points) < 2:
+        return
+    stages = dict.fromkeys((d, v, s) for d, v, s, _ in needed)
+    uses = [(d, v, s, p.run(s, v)) for p in points for d, v, s in stages]
+    counts: dict = {}
+    for key in uses:
+        counts[key] = counts.get(key, 0) + 1
+    shared = sum(1 for n in counts.values() if n > 1)
+    seeds = len(pipeline.settings.seeds or ()) or 1
+    print(f"canids: study of {len(points)} points ({len(pipeline.settings.sweep)} swept setting(s) x {seeds} seed(s)): {len(counts)} distinct stage results for {len(uses)} uses; {shared} of them shared by several points", file=sys.stderr)
+
+
+def _check_array_jobs(workflow: Any, currency: Currency, needed: list) -> None:
+    """Refuse SLURM job arrays with a ``--jobs`` limit below the jobs to run.
+
+    snakemake-executor-plugin-slurm (2.x, issue #473) drops the jobs of an array-selected rule
+    when the scheduler offers fewer of them than are ready: they hold their ``--jobs`` slots
+    forever and the run hangs. With ``--jobs`` at least the number of jobs, every ready job is
+    always offered at once.
+    """
+    arrays = getattr(getattr(workflow, "executor_settings", None), "array_jobs", None)
+    limit = getattr(getattr(workflow, "resource_settings", None), "nodes", None)
+    if not arrays or limit is None:
+        return
+    jobs = sum(1 for key in needed if currency.rebuilt(*key)) + 2  # + the generator and the study table
+    if limit < jobs:
+        raise PlanError(
+            f"--slurm-array-jobs {arrays} with --jobs {limit}: this run has up to {jobs} jobs; expected --jobs {jobs} or more "
+            "(with fewer, snakemake-executor-plugin-slurm drops array jobs it is offered in part and the run hangs: its issue #473)"
+        )
+
+
 def _check_windows(pipeline: Pipeline, currency: Currency, needed: list) -> None:
     """Refuse a window size longer than every training capture: preprocessing could build no graph."""
     size = pipeline.settings.preprocess.window_size
-    for dataset, variant, stage in needed:
-        if STAGES[stage].reads or not currency.rebuilt(dataset, variant, stage):
+    for dataset, variant, stage, run in needed:
+        if STAGES[stage].reads or not currency.rebuilt(dataset, variant, stage, run):
             continue
         spec = pipeline.catalog.get(dataset)
         if spec.generated:
@@ -152,4 +189,4 @@ def _guard(pipeline: Pipeline, currency: Currency, needed: list, stale: list[Sta
         raise
     locks.refresh_in_background()
     for s in stale:
-        keep(pipeline.layout, s.dataset, s.variant, s.stage)
+        keep(pipeline.layout, s.dataset, s.variant, s.stage, s.run)

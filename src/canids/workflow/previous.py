@@ -23,25 +23,21 @@ __all__ = ["PREVIOUS", "drop", "keep", "kept", "put_back"]
 PREVIOUS = ".previous"
 
 
-def kept(layout: Layout, dataset: str, variant: str | None, stage: str) -> Path:
+def kept(layout: Layout, dataset: str, variant: str | None, stage: str, run: str = "") -> Path:
     """Where the previous result of a stage is kept."""
-    stage_dir = Path(layout.stage_dir(dataset, variant, stage))
+    stage_dir = Path(layout.stage_dir(dataset, variant, stage, run))
     return Path(layout.root) / PREVIOUS / stage_dir.relative_to(layout.root)
 
 
-def _files(layout: Layout, dataset: str, variant: str | None, stage: str) -> list[str]:
-    return ["manifest", *STAGES[stage].artifacts]
-
-
-def keep(layout: Layout, dataset: str, variant: str | None, stage: str) -> Path:
+def keep(layout: Layout, dataset: str, variant: str | None, stage: str, run: str = "") -> Path:
     """Hard-link (copy where links are impossible) the stage's files into the kept place."""
-    target = kept(layout, dataset, variant, stage)
+    target = kept(layout, dataset, variant, stage, run)
     shutil.rmtree(target, ignore_errors=True)
-    for name in _files(layout, dataset, variant, stage):
-        source = Path(layout.file(dataset, variant, stage, name))
+    for name in ["manifest", *STAGES[stage].artifacts]:
+        source = Path(layout.file(dataset, variant, stage, name, run))
         if not source.exists():
             continue
-        dest = target / source.relative_to(layout.stage_dir(dataset, variant, stage))
+        dest = target / source.relative_to(layout.stage_dir(dataset, variant, stage, run))
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(source, dest)
@@ -50,13 +46,13 @@ def keep(layout: Layout, dataset: str, variant: str | None, stage: str) -> Path:
     return target
 
 
-def put_back(layout: Layout, dataset: str, variant: str | None, stage: str) -> bool:
+def put_back(layout: Layout, dataset: str, variant: str | None, stage: str, run: str = "") -> bool:
     """Move a kept result back where its outputs are missing; whether there was one."""
-    source = kept(layout, dataset, variant, stage)
-    manifest = Path(layout.file(dataset, variant, stage))
+    source = kept(layout, dataset, variant, stage, run)
+    manifest = Path(layout.file(dataset, variant, stage, run=run))
     if not (source / manifest.name).is_file() or manifest.exists():
         return False
-    stage_dir = Path(layout.stage_dir(dataset, variant, stage))
+    stage_dir = Path(layout.stage_dir(dataset, variant, stage, run))
     manifest_kept = source / manifest.name
     for path in sorted(source.rglob("*")):
         if path.is_file() and path != manifest_kept:
@@ -68,5 +64,5 @@ def put_back(layout: Layout, dataset: str, variant: str | None, stage: str) -> b
     return True
 
 
-def drop(layout: Layout, dataset: str, variant: str | None, stage: str) -> None:
-    shutil.rmtree(kept(layout, dataset, variant, stage), ignore_errors=True)
+def drop(layout: Layout, dataset: str, variant: str | None, stage: str, run: str = "") -> None:
+    shutil.rmtree(kept(layout, dataset, variant, stage, run), ignore_errors=True)
