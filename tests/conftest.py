@@ -38,7 +38,7 @@ TINY_CONFIG = {
 
 
 #: Fixtures that run a pipeline (or need the SLURM cluster): a test using one is marked for it.
-PIPELINE_FIXTURES = {"tiny_run", "pipeline_run", "prepared_upstream"}
+PIPELINE_FIXTURES = {"tiny_run", "pipeline_run", "prepared_upstream", "study_run"}
 
 
 def pytest_collection_modifyitems(config, items):

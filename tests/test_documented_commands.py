@@ -32,6 +32,8 @@ PLACEHOLDERS = {
     "jobs/example_pipeline.json": "{repo}/jobs/example_pipeline.json",
     # its datasets are not on this machine: the same spec for the synthetic run, pinned by a bundle of it
     "jobs/example_fusion_pinned.json": "{work}/example_fusion_pinned.json",
+    # a study of hcrl_sa: the same study of the synthetic set, whose seed 0 the tiny run has finished
+    "jobs/study_hcrl_sa.json": "{work}/study_synthetic.json",
     "profiles/slurm": "{repo}/profiles/slurm",
     "my_fleet": "synthetic",
     "capture.csv": "{capture}",
@@ -86,6 +88,8 @@ def workdir(tiny_run, tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "canids.cli", "export-manifest", "--dataset", "synthetic", "--variant", "teacher", "--root", str(work / "experiment_runs"), "--out", str(bundle), "--relative-to-root"], check=True, capture_output=True)
     spec.update(datasets=["synthetic"], dependency_manifests={"default": str(work / "pins" / "{dataset}_manifest.json")})
     (work / "example_fusion_pinned.json").write_text(json.dumps(spec))
+    study = json.loads((REPO / "jobs" / "study_hcrl_sa.json").read_text())
+    (work / "study_synthetic.json").write_text(json.dumps({**study, "name": "study_synthetic", "datasets": ["synthetic"]}))
     return work
 
 
@@ -94,6 +98,8 @@ def _fill(word: str, work: Path) -> str:
     for placeholder, value in PLACEHOLDERS.items():
         if word == placeholder or word.startswith(placeholder + "/") or placeholder == "my_fleet" and placeholder in word:
             word = word.replace(placeholder, value.format(repo=REPO, capture=capture, work=work))
+    if word.startswith(("jobs/", "docs/")) and (REPO / word).is_file():  # the project's own files
+        return str(REPO / word)
     return word
 
 

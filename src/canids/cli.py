@@ -1,6 +1,8 @@
 """``canids`` command line: small utilities around the workflow's outputs.
 
     canids results [--root DIR]          where every metrics.json is, with its F1 per split
+    canids results --table [--spec FILE] [--format md|csv|latex|json] [--pair A B] [--compare CSV]
+                                         a study's table: mean, sd and 95 % CI over seeds
     canids verify MANIFEST               validate a manifest and check its artifacts' sha256
     canids spec check FILE...            validate job specs (and their dependency manifests)
     canids export-manifest --dataset D --variant V --out FILE [--root DIR] [--relative-to-root]
@@ -23,6 +25,8 @@ from canids.shape import VARIANTS
 def _results(args: argparse.Namespace) -> int:
     from canids.shape import Layout
 
+    if args.table or args.pair:
+        return _study_table(args)
     root = Path(args.root)
     pattern = Layout(".").target("*", "*", "evaluation")
     found = sorted(root.glob(pattern.removeprefix("./")))
@@ -37,6 +41,94 @@ def _results(args: argparse.Namespace) -> int:
             fus = models["fusion"]
             print(f"  {split:40s} {fus['n_windows']:8d} {fus['n_attack_windows']:8d} {_fmt(models['vgae']['f1']):>8s} {_fmt(models['gat']['f1']):>8s} {_fmt(fus['f1']):>9s}")
     return 0
+
+
+def _study_table(args: argparse.Namespace) -> int:
+    """``canids results --table``: a study's table (canids.workflow.tables)."""
+    from canids.data.catalog import CatalogError
+    from canids.shape import Layout
+    from canids.workflow import tables
+    from canids.workflow.config import JobSpecError
+
+    root = Path(args.root)
+    expected = None
+    if args.spec:
+        try:
+            expected = _spec_pipeline(args.spec, str(root)).expected_evaluations()
+        except (JobSpecError, CatalogError) as err:
+            print(f"FAILED: {err}", file=sys.stderr)
+            return 1
+    results = tables.collect(root)
+    if not results:
+        print(f"no finished run under {root}: looked for {Layout(str(root)).target('<dataset>', '<variant>', 'evaluation')}", file=sys.stderr)
+        return 1
+    groups = tables.study_rows(results, metrics=args.metrics or tables.METRICS, models=args.models, expected=expected)
+    for metric in args.metrics or ():
+        if not any(g.metric == metric and g.n for g in groups):
+            print(f"FAILED: --metrics {metric}: no result under {root} has it; expected one of {', '.join(tables.METRICS)} (or another key of metrics.json's per-model entries)", file=sys.stderr)
+            return 2
+    if not any(g.n for g in groups):
+        print(f"no finished run of {args.spec} under {root}: its {len(expected or ())} evaluation(s) are all missing", file=sys.stderr)
+        return 1
+    if args.pair:
+        try:
+            a, b = (_variant_point(text) for text in args.pair)
+        except ValueError as err:
+            print(f"FAILED: --pair: {err}", file=sys.stderr)
+            return 2
+        rows = tables.paired(groups, a, b)
+        if not rows:
+            found = sorted({f"{g.variant}{g.point}" for g in groups})
+            print(f"FAILED: --pair {args.pair[0]} {args.pair[1]}: no results of both under {root}; found {', '.join(found)}", file=sys.stderr)
+            return 1
+        text = tables.render_paired(rows, args.format)
+    else:
+        published = None
+        if args.compare:
+            try:
+                published = tables.anchors(args.compare)
+            except (OSError, KeyError, ValueError) as err:
+                print(f"FAILED: --compare {args.compare}: {err}", file=sys.stderr)
+                return 1
+        text = tables.render(groups, args.format, published)
+    if args.out:
+        from canids.util import atomic_write_text
+
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}: {len(groups)} row(s)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _variant_point(text: str) -> tuple[str, str]:
+    """'student_kd' or 'teacher+fusion.teacher.gamma=0.5' -> (variant, point)."""
+    variant, plus, point = text.partition("+")
+    if variant not in VARIANTS:
+        raise ValueError(f"{text!r}: expected VARIANT[+RUN] with VARIANT one of {', '.join(VARIANTS)}")
+    return variant, plus + point
+
+
+def _spec_settings(path: str, root: str | None):
+    """A job spec merged over config/config.yaml and checked as ``snakemake --configfile PATH`` does."""
+    from canids.settings import load_settings
+    from canids.validation import check
+    from canids.workflow.config import ConfigSources, JobSpecError, check_sweep, load_spec
+    from canids.workflow.schemas import config_schema
+
+    spec = load_spec(path, path)
+    config = _merged_config(spec, root)
+    check(config, config_schema(), path, error=JobSpecError, what="configuration")
+    check_sweep(config.get("sweep") or {}, path)
+    return spec, load_settings(config), ConfigSources([(path, spec)])
+
+
+def _spec_pipeline(path: str, root: str):
+    """The pipeline a job spec asks for, as ``snakemake --configfile PATH`` builds it."""
+    from canids.workflow.dag import Pipeline
+
+    _, settings, sources = _spec_settings(path, root)
+    return Pipeline.from_settings(settings, sources)
 
 
 def _fmt(value) -> str:
@@ -73,18 +165,10 @@ def _spec_check_one(path: str, args: argparse.Namespace) -> str:
     """Everything `snakemake -n --configfile PATH` checks about the spec itself, without Snakemake."""
     import dataclasses
 
-    from canids.settings import load_settings
-    from canids.validation import check
-    from canids.workflow.config import ConfigSources, JobSpecError, load_spec
     from canids.workflow.dag import Pipeline, selected_datasets
     from canids.workflow.pins import manifest_templates
-    from canids.workflow.schemas import config_schema
 
-    spec = load_spec(path, path)
-    config = _merged_config(spec, args.root)
-    check(config, config_schema(), path, error=JobSpecError, what="configuration")
-    settings = load_settings(config)
-    sources = ConfigSources([(path, spec)])
+    spec, settings, sources = _spec_settings(path, args.root)
     if args.skip_manifests:
         unpinned = dataclasses.replace(settings, dependency_manifests={}, extra_args={k: v for k, v in settings.extra_args.items() if k != "dependency_manifest"})
         pipeline = Pipeline.from_settings(unpinned, sources)
@@ -92,7 +176,9 @@ def _spec_check_one(path: str, args: argparse.Namespace) -> str:
     else:
         pipeline = Pipeline.from_settings(settings, sources)
     pins = ", ".join(f"{d}/{s if v is None else v + '/' + s}" for d, s, v in sorted(pipeline.pins, key=str)) or "none"
-    return f"OK: {path} ({spec['name']}): {len(pipeline.targets())} target(s): datasets {', '.join(pipeline.datasets())} x variants {', '.join(pipeline.variants())} x {', '.join(settings.training_types)}; pinned: {pins}"
+    points = len(settings.points())
+    study = f"; a study of {points} points ({len(pipeline.study_results())} distinct stage results)" if points > 1 else ""
+    return f"OK: {path} ({spec['name']}): {len(pipeline.targets())} target(s): datasets {', '.join(pipeline.datasets())} x variants {', '.join(pipeline.variants())} x {', '.join(settings.training_types)}{study}; pinned: {pins}"
 
 
 def _spec_check(args: argparse.Namespace) -> int:
@@ -210,8 +296,16 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="canids", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("results", help="list metrics.json files and their F1 per split")
+    p = sub.add_parser("results", help="list metrics.json files and their F1 per split, or a study's table (--table)")
     p.add_argument("--root", default=os.environ.get("CAN_EXPERIMENT_ROOT", "experiment_runs"))
+    p.add_argument("--table", action="store_true", help="aggregate over seeds: per dataset x split x model x variant x sweep point, mean, sd and a 95 %% Student's t interval")
+    p.add_argument("--spec", metavar="FILE", help="the study's job spec: only its runs, and every seed it asks for that has no result listed as missing")
+    p.add_argument("--format", default="md", choices=["md", "csv", "latex", "json"])
+    p.add_argument("--metrics", nargs="+", metavar="METRIC", help="metrics to summarise (default: f1 precision recall auroc false_alarms_per_hour)")
+    p.add_argument("--models", nargs="+", metavar="MODEL", help="models to list (default: all; e.g. fusion gat vgae)")
+    p.add_argument("--pair", nargs=2, metavar=("A", "B"), help="paired comparison A - B by seed (VARIANT or VARIANT+RUN, e.g. student_kd student)")
+    p.add_argument("--compare", metavar="CSV", help="published figures to show beside ours (docs/anchors.csv)")
+    p.add_argument("--out", metavar="FILE", help="write the table here (atomically) instead of stdout")
     p.set_defaults(func=_results)
     p = sub.add_parser("verify", help="validate a manifest and check its artifacts")
     p.add_argument("manifest")

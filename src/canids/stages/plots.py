@@ -1,4 +1,4 @@
-"""PNG figures for the evaluation report: ROC/PR curves, confusion matrices, training curves.
+"""PNG figures for the report: ROC/PR curves, confusion matrices, training curves, a study's seed spread.
 
 Split names are long (``test_04_unknown_vehicle_unknown_attack``) and there can be six test
 splits, so each split is one row (a subfigure) titled once with its name, the panels carry only
@@ -131,3 +131,30 @@ def training_figure(csv_files: dict[str, Path]) -> Figure:
 def plot_training_curves(csv_files: dict[str, Path], path: Path) -> None:
     """Loss and validation curves of each training stage, from Lightning's CSV logs."""
     _save(training_figure(csv_files), path)
+
+
+def seed_spread_figure(panels: dict[str, list[tuple[str, list[float], tuple[float, float]]]], metric: str) -> Figure:
+    """One row per panel (dataset / split): each variant or sweep point's per-seed scores as
+    dots, with its mean and 95 % interval as a bar, so a reader sees the spread the table summarises."""
+    fig = plt.figure(figsize=(9, 2.4 * max(len(panels), 1)), layout="constrained")
+    if not panels:
+        return _say(fig, "no finished study point")
+    for sub, (title, entries) in zip(_rows(fig, len(panels)), panels.items()):
+        ax = sub.subplots()
+        sub.suptitle(title, fontsize=10)
+        for i, (label, values, (low, high)) in enumerate(entries):
+            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(len(values))
+            ax.scatter(i + jitter, values, s=18, alpha=0.8, zorder=3)
+            if values:
+                mean = float(np.mean(values))
+                ax.hlines(mean, i - 0.25, i + 0.25, color="black", zorder=4)
+                if np.isfinite(low) and np.isfinite(high):
+                    ax.vlines(i + 0.3, low, high, color="grey", linewidth=3, alpha=0.6)
+        ax.set_xticks(range(len(entries)), [label for label, _, _ in entries], rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel(metric)
+        ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def plot_seed_spread(panels: dict[str, list[tuple[str, list[float], tuple[float, float]]]], metric: str, path: Path) -> None:
+    _save(seed_spread_figure(panels, metric), path)
