@@ -11,6 +11,9 @@ even for the largest spec. Two roots:
   checks every artifact and raw capture against its sha256 (canids.workflow.currency). The first
   dry run hashes everything (``cold``); later ones reuse the remembered digests (``warm``).
 
+* study: the empty case as a study, 5 seeds x a 4-point sweep (a GAT and a fusion setting) of
+  every dataset and variant; points that change nothing upstream share results (canids.study).
+
 Each timing is a fresh Snakemake process in a fresh working directory. Prints one JSON line.
 
     export CAN_DATA_ROOT=../shared/data/can
@@ -39,6 +42,11 @@ SPEC = {
     "training_types": ["autoencoder", "curriculum", "fusion", "evaluation"],
     "variants": ["teacher", "student", "student_kd"],
 }
+
+
+#: The study case: 5 seeds x 2 x 2 swept values = 20 points per dataset and variant.
+STUDY = {"name": "bench_dryrun_study", "seeds": [0, 1, 2, 3, 4], "sweep": {"curriculum.teacher.learning_rate": [0.001, 0.0003], "fusion.teacher.gamma": [0.2, 0.5]}}
+STUDY_TARGET_S = 10.0
 
 
 #: Tiny training settings for the populated root: every stage built fast, all of it real.
@@ -115,13 +123,21 @@ def main() -> int:
         for i in range(args.runs):
             wall, jobs = dry_run(spec, data_root, tmp_path / f"work{i}", tmp_path / f"root{i}")
             timings.append(wall)
+        study_spec = tmp_path / "study.json"
+        study_spec.write_text(json.dumps({**SPEC, **STUDY}))
+        study_timings, study_jobs = [], -1
+        for i in range(args.runs):
+            wall, study_jobs = dry_run(study_spec, data_root, tmp_path / f"study{i}", tmp_path / f"study_root{i}")
+            study_timings.append(wall)
         full = populated(args, tmp_path)
     target = 5.0
+    study = {"points_per_dataset_and_variant": 20, "seeds": len(STUDY["seeds"]), "sweep": STUDY["sweep"], "jobs": study_jobs, "wall_s_median": round(statistics.median(study_timings), 2), "wall_s_runs": [round(t, 2) for t in study_timings], "target_s": STUDY_TARGET_S, "met": statistics.median(study_timings) < STUDY_TARGET_S}
     print(json.dumps({
         "benchmark": "dryrun_all",
         "what": "snakemake -n --configfile <spec: datasets x autoencoder, curriculum, fusion, evaluation x teacher, student, student_kd>, fresh process and working directory",
         "empty": {"data": f"fake layout of {len(DATASETS)} datasets x {len(SPLITS)} splits", "jobs": jobs, "wall_s_median": round(statistics.median(timings), 2), "wall_s_runs": [round(t, 2) for t in timings]},
         "populated": full,
+        "study": study,
         "target_s": target,
         "met": statistics.median(timings) < target and full.get("wall_s_warm_median", 0) < target,
         "runs": args.runs,
