@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import shlex
 import shutil
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_sweeping_a_fusion_setting_shares_the_vgae_and_the_gat(tmp_path):
     assert (_count(results, "preprocess"), _count(results, "autoencoder"), _count(results, "curriculum")) == (1, 3, 3)
     assert (_count(results, "fusion"), _count(results, "evaluation")) == (9, 9)
     fusion_runs = {run for _, _, stage, run in results if stage == "fusion"}
-    assert "+fusion.teacher.gamma=0.5,training.seed=2" in fusion_runs
+    assert "+fusion.teacher.gamma=0.5+training.seed=2" in fusion_runs
 
 
 def test_a_teacher_setting_reaches_its_distilled_student_but_not_the_plain_student():
@@ -81,7 +82,7 @@ def test_a_teacher_setting_reaches_its_distilled_student_but_not_the_plain_stude
     assert not reaches(path, "curriculum", "student") and not reaches(path, "autoencoder", "teacher")
     assert reaches("distillation.alpha", "curriculum", "student_kd") and not reaches("distillation.alpha", "curriculum", "teacher")
     assert reaches(SEED, "autoencoder", "student") and not reaches(SEED, "preprocess", None)
-    assert restrict("+curriculum.teacher.learning_rate=0.01,training.seed=3", "autoencoder", "teacher") == "+training.seed=3"
+    assert restrict("+curriculum.teacher.learning_rate=0.01+training.seed=3", "autoencoder", "teacher") == "+training.seed=3"
 
 
 def test_a_preprocess_sweep_gets_its_own_preprocessing(tmp_path):
@@ -92,10 +93,24 @@ def test_a_preprocess_sweep_gets_its_own_preprocessing(tmp_path):
 
 def test_a_run_name_round_trips_into_the_settings_it_names(tmp_path):
     pipeline = _pipeline(tmp_path, training_types=["fusion"], variants=["teacher"], seeds=[0, 7], sweep={"fusion.teacher.gamma": [0.2, 0.5]})
-    run = "+fusion.teacher.gamma=0.5,training.seed=7"
+    run = "+fusion.teacher.gamma=0.5+training.seed=7"
     settings = pipeline.settings.at(run)
     assert settings.training.seed == 7 and settings.fusion["teacher"].gamma == 0.5
     assert dict(parse_run(run)) == {"fusion.teacher.gamma": "0.5", SEED: "7"}
+
+
+def test_a_run_name_survives_snakemake_handing_a_job_to_a_cluster_node():
+    """A SLURM job re-creates its job from ``--target-jobs rule:name=value,...``: a run name
+    with several settings must come back whole (a comma in it would split it)."""
+    from snakemake.target_jobs import parse_target_jobs_cli_args
+    from snakemake_interface_executor_plugins.utils import TargetSpec, encode_target_jobs_cli_args
+
+    from canids.study import run_name
+
+    wildcards = {"dataset": "synthetic", "variant": "teacher", "run": run_name([("fusion.teacher.gamma", 0.5), ("curriculum.teacher.learning_rate", 0.0003), (SEED, 3)])}
+    encoded = encode_target_jobs_cli_args([TargetSpec("fusion", wildcards)])
+    (spec,) = parse_target_jobs_cli_args(shlex.split(" ".join(encoded)))  # as the job's shell passes it
+    assert spec.wildcards_dict == wildcards
 
 
 # ------------------------------------------------------------------ refused before any job
@@ -256,7 +271,7 @@ def test_a_study_trains_each_shared_stage_once_and_tabulates_every_point(study_r
     assert len(list(root.glob("*/fusion/manifest.json"))) == 4
     seeds = {load_json(p)["hyperparameters"]["seed"] for p in root.glob("*/curriculum/manifest.json")}
     assert seeds == {0, 1}
-    fusion = load_json(root / "teacher+fusion.teacher.gamma=0.6,training.seed=1" / "fusion" / "manifest.json")
+    fusion = load_json(root / "teacher+fusion.teacher.gamma=0.6+training.seed=1" / "fusion" / "manifest.json")
     assert fusion["hyperparameters"]["gamma"] == 0.6 and fusion["hyperparameters"]["seed"] == 1
     upstream = {u["stage"]: u["path"] for u in fusion["upstream"]}
     assert "teacher+training.seed=1/curriculum" in upstream["curriculum"]  # the shared GAT of its seed
@@ -265,7 +280,7 @@ def test_a_study_trains_each_shared_stage_once_and_tabulates_every_point(study_r
         assert Path(layout.study("seeds", artifact)).stat().st_size > 0
     table = json.loads(Path(layout.study("seeds", "table_json")).read_text())
     row = next(r for r in table["rows"] if r["model"] == "fusion" and r["metric"] == "f1" and r["point"] == "fusion.teacher.gamma=0.6" and r["split"].startswith("test_01"))
-    per_seed = [load_json(root / f"teacher+fusion.teacher.gamma=0.6{s}" / "evaluation" / "metrics.json")["splits"][row["split"]]["fusion"]["f1"] for s in ("", ",training.seed=1")]
+    per_seed = [load_json(root / f"teacher+fusion.teacher.gamma=0.6{s}" / "evaluation" / "metrics.json")["splits"][row["split"]]["fusion"]["f1"] for s in ("", "+training.seed=1")]
     assert row["n"] == 2 and row["seeds"] == [0, 1] and math.isclose(row["mean"], np.mean(per_seed), abs_tol=1e-6)
 
 
@@ -281,7 +296,7 @@ def test_the_report_shows_the_study_table_and_spread(study_run, tiny_config_file
 
 def test_a_killed_study_finishes_only_what_is_missing(study_run, tiny_config_file, capsys):
     root = study_run / "experiment_runs" / "synthetic"
-    shutil.rmtree(root / "teacher+fusion.teacher.gamma=0.6,training.seed=1" / "evaluation")  # as if killed before it finished
+    shutil.rmtree(root / "teacher+fusion.teacher.gamma=0.6+training.seed=1" / "evaluation")  # as if killed before it finished
     spec = str(study_run / "study.json")
     assert canids_main(["results", "--root", str(study_run / "experiment_runs"), "--table", "--spec", spec, "--models", "fusion", "--metrics", "f1"]) == 0
     table = capsys.readouterr().out

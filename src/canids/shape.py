@@ -233,7 +233,7 @@ class Layout:
     Arguments may be Snakemake wildcards (``"{dataset}"``), so the rules and the Python code
     spell every path with the same functions. ``variant`` is ignored for stages shared by all
     variants (preprocess). ``run`` names a study point's result (``canids.study``): '' for the
-    default run, else ``+path=value,...`` after the variant (or after ``preprocess``).
+    default run, else ``+path=value+path=value...`` after the variant (or after ``preprocess``).
     """
 
     def __init__(self, root: str) -> None:

@@ -6,7 +6,7 @@ results live beside the default ones, the run named in the variant directory:
 
     ROOT/hcrl_sa/teacher/fusion/                                  the default run (no study)
     ROOT/hcrl_sa/teacher+training.seed=1/autoencoder/             seed 1
-    ROOT/hcrl_sa/teacher+fusion.teacher.gamma=0.5,training.seed=1/fusion/
+    ROOT/hcrl_sa/teacher+fusion.teacher.gamma=0.5+training.seed=1/fusion/
 
 A stage's run name holds only the settings that reach it: its own section's, and those of the
 stages it reads (``training.seed`` reaches every training stage). So sweeping a fusion setting
@@ -32,8 +32,9 @@ __all__ = ["Point", "SEED", "owner", "parse_run", "points", "restrict", "run_nam
 
 #: The setting a seed of ``seeds`` sets.
 SEED = "training.seed"
-#: A run name's characters: it is part of a directory name and of a Snakemake wildcard.
-RUN_PATTERN = r"(\+[A-Za-z0-9_.=,-]+)?"
+#: A run name's characters: it is part of a directory name and of a Snakemake wildcard. Never
+#: a comma: Snakemake passes a job's wildcards to SLURM jobs as ``name=value,name=value``.
+RUN_PATTERN = r"(\+[A-Za-z0-9_.=+-]+)?"
 _VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -118,14 +119,14 @@ class Point:
 
 def run_name(pairs) -> str:
     pairs = sorted(pairs)
-    return "+" + ",".join(f"{path}={_text(value)}" for path, value in pairs) if pairs else ""
+    return "".join(f"+{path}={_text(value)}" for path, value in pairs)
 
 
 def parse_run(run: str) -> list[tuple[str, str]]:
-    """``+a=1,b=x`` -> [("a", "1"), ("b", "x")] (values as text; the settings give their types)."""
+    """``+a=1+b=x`` -> [("a", "1"), ("b", "x")] (values as text; the settings give their types)."""
     if not run:
         return []
-    return [tuple(pair.split("=", 1)) for pair in run.lstrip("+").split(",")]  # type: ignore[misc]
+    return [tuple(pair.split("=", 1)) for pair in run.lstrip("+").split("+")]  # type: ignore[misc]
 
 
 def restrict(run: str, stage: str, variant: str | None) -> str:
