@@ -138,7 +138,8 @@ def quiet_lightning() -> None:
     # Resume and best-checkpoint directories hold an earlier attempt's files on purpose.
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
     warnings.filterwarnings("ignore", message=".*number of training batches .* smaller than the logging interval.*")
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.rank_zero"):
+    # checkpoint_connector: "`weights_only` was not set" on every full (resume) checkpoint it writes
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
