@@ -55,7 +55,7 @@ def pytest_collection_modifyitems(config, items):
 def snakemake(args: list[str], workdir: Path, *, env: dict | None = None, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
     """Run Snakemake on the project's workflow from ``workdir``, always under ``timeout -k``."""
     full_env = {k: v for k, v in os.environ.items() if k != "CAN_EXPERIMENT_ROOT"}  # outputs go under workdir unless asked
-    full_env.update(PYTHONUNBUFFERED="1", **(env or {}))
+    full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
     cmd = ["timeout", "-k", "10", str(timeout), SNAKEMAKE, "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=workdir)
     if check and proc.returncode != 0:

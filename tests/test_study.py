@@ -22,7 +22,7 @@ from canids.study import SEED, parse_run, reaches, restrict
 from canids.workflow import tables
 from canids.workflow.config import ConfigSources, JobSpecError
 from canids.workflow.dag import Pipeline
-from conftest import REPO, load_json, snakemake
+from conftest import REPO, load_json, slurm_submit_env, snakemake
 
 import yaml
 
@@ -157,6 +157,17 @@ def test_the_dry_run_lists_the_points_and_what_they_share(tmp_path):
     assert "canids: study of 4 points (1 swept setting(s) x 2 seed(s))" in proc.stderr
     assert "shared by several points" in proc.stderr
     assert job_counts(proc.stdout) == {"preprocess": 1, "generate_synthetic": 1, "autoencoder": 2, "curriculum": 2, "fusion": 4, "evaluation": 4, "study": 1, "all": 1, "total": 16}
+
+
+def test_slurm_job_arrays_with_too_few_job_slots_are_refused_before_any_job(slurm_cluster, tmp_path):
+    """The plugin drops array jobs it is offered in part and hangs (its issue #473): --jobs must cover the run."""
+    spec = tmp_path / "study.json"
+    spec.write_text(json.dumps({"name": "arrays", "datasets": ["synthetic"], "variants": ["teacher"], "training_types": ["evaluation"], "seeds": [0, 1, 2]}))
+    args = ["--profile", str(REPO / "profiles" / "slurm"), "--slurm-array-jobs", "all", "--jobs", "4", "--configfile", str(spec)]
+    proc = snakemake(args, tmp_path, env=slurm_submit_env(slurm_cluster), timeout=300, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "--slurm-array-jobs all with --jobs 4" in output and "expected --jobs" in output, output[-3000:]
+    assert "submitted" not in output and not (tmp_path / "experiment_runs").exists()
 
 
 # ------------------------------------------------------------------ the table's statistics
