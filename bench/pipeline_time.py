@@ -57,7 +57,7 @@ def main() -> int:
         "wall_s_median": round(statistics.median(r["wall_s"] for r in runs), 1),
         "wall_s_runs": [round(r["wall_s"], 1) for r in runs],
         "rules_s_last_run": runs[-1]["rules_s"],
-        "fusion_f1": {split: round(m["fusion"]["f1"], 4) for split, m in last.items()},
+        "fusion_f1": {split: None if m["fusion"]["f1"] is None else round(m["fusion"]["f1"], 4) for split, m in last.items()},  # None: no attack window
         "fusion_f1_test_01_runs": [round(r["metrics"].get("test_01_known_vehicle_known_attack", {}).get("fusion", {}).get("f1", float("nan")), 4) for r in runs],
         "fusion_recall_per_attack_type_test_01": {k: round(v["recall"], 4) for k, v in last.get("test_01_known_vehicle_known_attack", {}).get("fusion", {}).get("per_attack_type", {}).items()},
         "cores": os.cpu_count(),

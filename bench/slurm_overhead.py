@@ -115,7 +115,7 @@ def main() -> int:
         n_local = sum(1 for _ in (local_dir / "experiment_runs").rglob("manifest.json")) + 1  # + generate_synthetic
         slurm_args = ["--profile", str(REPO / "profiles" / "slurm")]
         if args.array:
-            slurm_args += ["--slurm-array-jobs", "all", "--jobs", str(max(n_local, 100))]
+            slurm_args += ["--slurm-array-jobs", "all", "--jobs", str(n_local + 20)]  # every job of the run (+ the study table and target rules)
         wall_slurm = snakemake(slurm_dir, [*slurm_args, "--configfile", *configs], env, timeout=7200)
         rows = sacct_jobs(slurm_dir, n_local)
     jobs = len(rows)

@@ -135,10 +135,11 @@ def test_unsafe_name_in_catalog_file(tmp_path: Path) -> None:
         ("datasets:\n  a:\n    generated: maybe\n", "datasets.a.generated: expected true or false, got 'maybe'"),
         ("datasets:\n  a:\n    timestamp_order: sorted\n", "datasets.a.timestamp_order: expected one of strict, sort, got 'sorted'"),
         ("datasets:\n  a:\n    timestamp_order: true\n", "datasets.a.timestamp_order: expected one of strict, sort, got true"),
-        ("datasets:\n  a:\n    colour: red\n", "datasets.a.colour: unknown key 'colour'; allowed keys: description, format, generated, path, required_splits, splits, timestamp_order"),
+        ("datasets:\n  a:\n    colour: red\n", "datasets.a.colour: unknown key 'colour'; allowed keys: attack_families, description, format, generated, path, required_splits, splits, timestamp_order"),
         ("datasets:\n  a: {}\nextra: 1\n", "extra: unknown key 'extra'; allowed keys: all, datasets, version"),
         ("all: []\ndatasets:\n  a: {}\n", "all: expected a non-empty list of strings, got []"),
         ("version: 1\n", "datasets: missing required field; expected an object"),
+        ("datasets:\n  a:\n    attack_families: {replay-*: Replay Attack}\n", "datasets.a.attack_families.replay-*: expected a family name: lower-case letters, digits and '_', starting with a letter, got 'Replay Attack'"),
     ],
 )
 def test_schema_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -304,7 +305,8 @@ def test_real_catalog_resolves_hcrl_sa(tmp_path: Path) -> None:
     spec = cat.get("hcrl_sa")
     assert spec.root == REAL_DATA / "hcrl_sa" and spec.format == "ctt"
     layout = spec.check_layout()
-    assert layout.present[:2] == ["train_01_attack_free", "train_02_with_attacks"] and not layout.skipped
+    assert layout.present[:2] == ["train_01_attack_free", "train_02_with_attacks"]
+    assert list(layout.skipped) == ["test_05_suppress", "test_06_masquerade"]  # hcrl_sa has none: reported, not silently dropped
     files = spec.capture_files()
     assert len(files) == 13
     dups = {f.path.name for f in files if f.is_duplicate}
@@ -318,7 +320,7 @@ def test_real_catalog_loads_without_data(tmp_path: Path) -> None:
     for name in cat.all:
         spec = cat.get(name)
         assert spec.required_splits == ["train_01_attack_free", "train_02_with_attacks"]
-        assert spec.splits[:2] == spec.required_splits and len(spec.splits) == 6
+        assert spec.splits == list(STANDARD_SPLITS)  # test_05_suppress and test_06_masquerade too, when present
     assert cat.get("synthetic").splits == list(STANDARD_SPLITS)
     orders = {name: cat.get(name).timestamp_order for name in cat.names}
     assert orders == {
@@ -343,6 +345,19 @@ def test_copy_of_real_layout_with_missing_test_split(tmp_path: Path) -> None:
         shutil.copy(REAL_DATA / "set_01" / split / "accessory-1.csv", root / split / "accessory-1.csv")
     cat = load_catalog(REPO / "config" / "datasets.yaml", data_root=tmp_path)
     layout = cat.get("set_01").check_layout()
-    assert len(layout.skipped) == 4
+    assert len(layout.skipped) == 6
     files = cat.get("set_01").capture_files()
     assert [f.is_duplicate for f in files] == [False, True]
+
+
+def test_attack_families_overrides_are_loaded_and_passed_to_the_reader(tmp_path: Path) -> None:
+    text = CATALOG.replace("  beta: {}\n", "  beta:\n    attack_families: {'fuzzing-*': replay}\n")
+    cat = load_catalog(write_catalog(tmp_path, text), data_root=tmp_path / "data")
+    for name in ("alpha", "beta"):
+        root = tmp_path / "data" / name
+        add_capture(root, "train_01_attack_free", "accessory-1.csv")
+        add_capture(root, "train_02_with_attacks", "fuzzing-1.csv", JITTER_CSV.replace(b"1.001", b"1.0035"))
+    beta, alpha = cat.get("beta"), cat.get("alpha")
+    assert beta.attack_families == {"fuzzing-*": "replay"} and alpha.attack_families == {}
+    assert beta.read(beta.capture_files()[1]).attack_type == "replay"
+    assert alpha.read(alpha.capture_files()[1]).attack_type == "fuzzing"

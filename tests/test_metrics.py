@@ -153,6 +153,13 @@ def test_mcc_matches_formula_including_zero_denominators():
     assert binary_metrics(np.zeros(5), np.zeros(5))["mcc"] == 0.0  # no attacks, no alarms: 0, not 1
 
 
+def test_a_split_without_attack_windows_has_no_f1_only_false_alarms():
+    m = binary_metrics(np.zeros(6), np.array([0, 1, 0, 0, 1, 0]), np.linspace(0, 1, 6), hours=0.5)
+    assert m["f1"] is None and m["precision"] is None and m["recall"] is None
+    assert m["fp"] == 2 and m["false_alarms_per_hour"] == 4.0 and m["fpr"] == 2 / 6
+    assert math.isnan(m["auroc"])
+
+
 def test_flag_nothing_gets_zero_f1_not_weighted_credit():
     y = np.array([0] * 99 + [1])
     m = binary_metrics(y, np.zeros(100))

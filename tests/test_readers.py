@@ -633,34 +633,85 @@ def test_hcrl_sa_missing_flag_in_attack_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------- names
 
 
+#: Every capture stem of can-train-and-test v1.5 (numbers stripped) and of its HCRL repacks,
+#: with the family it must get; a wrong family makes per-attack recall and anything
+#: balanced by attack family wrong for that capture.
+CTT_STEMS = {
+    "DoS": "dos",
+    "accessory": "normal",  # attack-free, recorded in accessory mode
+    "attack-free": "normal",
+    "double": "double",
+    "force-neutral": "force_neutral",
+    "fuzzing": "fuzzing",
+    "interval": "interval",
+    "masquerade-timed": "masquerade_timed",
+    "masquerade-untimed": "masquerade_untimed",
+    "rpm": "rpm",
+    "rpm-accessory": "rpm",
+    "speed": "speed",
+    "speed-accessory": "speed",  # a speed attack in accessory mode, not attack-free traffic
+    "standstill": "standstill",
+    "suppress": "suppress",
+    "systematic": "systematic",
+    "valid_systematic": "valid_systematic",
+    "targeted_payload_fuzzing": "targeted_payload_fuzzing",
+    "untargeted_payload_fuzzing": "untargeted_payload_fuzzing",
+    "triple": "triple",
+}
+HCRL_STEMS = {
+    **{f"attack-free-{car}": "normal" for car in ("kia", "sonata")},
+    **{f"DoS-{part}": "dos" for part in ("kia", "sonata", "spark", "train", "test")},
+    **{f"fuzzing-{part}": "fuzzing" for part in ("kia", "sonata", "Spark", "train", "test")},
+    **{f"gear-{part}": "gear" for part in ("train", "test")},
+    **{f"rpm-{part}": "rpm" for part in ("train", "test")},
+    **{f"malfunction-{car}": "malfunction" for car in ("kia", "sonata", "spark")},
+}
+
+
+@pytest.mark.parametrize(("stem", "family"), sorted({**CTT_STEMS, **HCRL_STEMS}.items()))
+def test_every_published_capture_stem_gets_its_family(stem: str, family: str) -> None:
+    assert attack_type_from_name(stem) == family
+    assert attack_type_from_name(f"{stem}-3") == family  # numbered copies, as shipped
+    assert attack_type_from_name(f"{stem}-12.csv.gz") == family
+
+
 @pytest.mark.parametrize(
     ("stem", "family"),
     [
-        ("DoS-3", "dos"),
-        ("DoS-sonata", "dos"),
         ("DoS_dataset", "dos"),
         ("Flooding_dataset_KIA", "dos"),
-        ("fuzzing-kia", "fuzzing"),
         ("Fuzzy_dataset", "fuzzing"),
-        ("targeted_payload_fuzzing-2", "targeted_fuzzing"),
-        ("RPM_dataset", "spoofing"),
-        ("gear_dataset", "spoofing"),
-        ("speed-spoof-1", "spoofing"),
-        ("malfunction-kia", "malfunction"),
-        ("suppress-1", "suppress"),
+        ("RPM_dataset", "rpm"),
+        ("gear_dataset", "gear"),
+        ("speed-spoof-1", "speed"),
+        ("spoofing-1", "spoofing"),
         ("masquerade-2", "masquerade"),
-        ("systematic-4", "systematic"),
-        ("attack-free-kia", "normal"),
-        ("accessory-1", "normal"),
         ("normal_run_data", "normal"),
         ("Free_driving_sonata", "normal"),
-        ("force-neutral-1", "force"),
-        ("interval-2", "interval"),
+        ("replay-2", "replay"),  # unknown names keep their first token
         ("1234", "unknown"),
+        ("dosage-1", "dosage"),  # whole tokens: 'dosage' is not DoS
     ],
 )
-def test_attack_type_from_name(stem: str, family: str) -> None:
+def test_other_dataset_spellings_and_unknown_names(stem: str, family: str) -> None:
     assert attack_type_from_name(stem) == family
+
+
+def test_catalog_overrides_win_over_the_name_rules() -> None:
+    overrides = {"masquerade-[12]": "masquerade_untimed", "odd*": "replay"}
+    assert attack_type_from_name("masquerade-1", overrides) == "masquerade_untimed"
+    assert attack_type_from_name("Masquerade-2.csv", overrides) == "masquerade_untimed"  # case-insensitive
+    assert attack_type_from_name("masquerade-3", overrides) == "masquerade"
+    assert attack_type_from_name("odd_capture", overrides) == "replay"
+
+
+def test_a_capture_with_labelled_attack_frames_is_never_normal(tmp_path) -> None:
+    path = tmp_path / "accessory-7.csv"
+    path.write_text("timestamp,arbitration_id,data_field,attack\n1672531200.0,0A0,00,0\n1672531200.1,0A0,01,1\n")
+    assert read_capture(path, "ctt").attack_type == "unknown"
+    assert read_capture(path, "ctt", attack_families={"accessory-7": "speed"}).attack_type == "speed"
+    path.write_text("timestamp,arbitration_id,data_field,attack\n1672531200.0,0A0,00,0\n1672531200.1,0A0,01,0\n")
+    assert read_capture(path, "ctt").attack_type == "normal"
 
 
 def test_capture_name_strips_known_suffixes() -> None:

@@ -151,7 +151,7 @@ def test_generator_json_is_written_last_and_removed_first(tmp_path: Path, monkey
 
 
 def test_in_memory_captures_match_the_files(dataset: Path, items: dict) -> None:
-    for rel in ("train_02_with_attacks/DoS-1.csv", "test_06_masquerade/masquerade-3.csv"):
+    for rel in ("train_02_with_attacks/DoS-1.csv", "test_06_masquerade/masquerade-timed-1.csv"):
         disk = readers.read_capture(dataset / rel)
         mem = items[rel].capture
         assert np.array_equal(disk.can_id, mem.can_id)
@@ -260,7 +260,7 @@ def test_spoofing_injects_the_rpm_id_faster_with_a_forged_value(items: dict) -> 
 
 
 def test_untimed_masquerade_replaces_the_sender(items: dict) -> None:
-    it = _by_name(items, "masquerade-1")
+    it = _by_name(items, "masquerade-untimed-1")
     cap, target, eps = it.capture, int(it.info["target_id"], 16), _episodes(it)
     atk = cap.label == 1
     assert (cap.can_id[atk] == target).all()
@@ -272,7 +272,7 @@ def test_untimed_masquerade_replaces_the_sender(items: dict) -> None:
 
 def test_timed_masquerade_keeps_the_schedule_and_hides_in_content(items: dict) -> None:
     fleet = synthetic.make_fleet(0, 2)[0]
-    for name, tell in (("masquerade-3", "frozen_counter"), ("masquerade-4", "constant_payload")):
+    for name, tell in (("masquerade-timed-1", "frozen_counter"), ("masquerade-timed-2", "constant_payload")):
         it = _by_name(items, name)
         cap, target = it.capture, int(it.info["target_id"], 16)
         assert it.info["tell"] == tell

@@ -40,6 +40,7 @@ from canids.data.dataset import (
     check_name,
 )
 from canids.data.readers import FORMATS, TIMESTAMP_ORDERS
+from canids.data.readers.names import FAMILY_PATTERN
 from canids.validation import check
 
 __all__ = [
@@ -93,6 +94,11 @@ CATALOG_SCHEMA: dict[str, Any] = {
                     "required_splits": _SPLIT_LIST,
                     "generated": {"type": "boolean"},
                     "description": {"type": "string"},
+                    "attack_families": {
+                        "type": "object",
+                        "propertyNames": {"type": "string", "minLength": 1},
+                        "additionalProperties": {"type": "string", "pattern": FAMILY_PATTERN, "x-expected": "a family name: lower-case letters, digits and '_', starting with a letter"},
+                    },
                 },
             },
         },
@@ -203,6 +209,7 @@ def _spec(name: str, entry: dict[str, Any], data_root: Path, experiment_root: Pa
         required_splits=required,
         root_origin=origin,
         timestamp_order=entry.get("timestamp_order", "strict"),
+        attack_families=dict(entry.get("attack_families", {})),
     )
 
 

@@ -113,6 +113,8 @@ class DatasetSpec:
     required_splits: list[str] = field(default_factory=lambda: list(REQUIRED_SPLITS))
     root_origin: str = ""
     timestamp_order: str = "strict"
+    #: name pattern -> attack family, tried before the name rules (``attack_type_from_name``)
+    attack_families: dict[str, str] = field(default_factory=dict)
 
     @property
     def read_format(self) -> str | None:
@@ -170,7 +172,8 @@ class DatasetSpec:
     def read(self, capture: CaptureFile, *, strict: bool = True) -> Capture:
         """Read one of this dataset's capture files with the catalog's format and timestamp order."""
         return read_capture(
-            capture.path, self.read_format, split=capture.split, strict=strict, timestamp_order=self.timestamp_order
+            capture.path, self.read_format, split=capture.split, strict=strict, timestamp_order=self.timestamp_order,
+            attack_families=self.attack_families,
         )
 
     def _missing_message(self, problem: str) -> str:

@@ -50,8 +50,12 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, int]:
     }
 
 
-def binary_metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray | None = None, hours: float | None = None) -> dict[str, float]:
-    """F1/precision/recall/MCC/FPR of the attack class, AUROC/AUPRC from ``score``."""
+def binary_metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray | None = None, hours: float | None = None) -> dict[str, float | None]:
+    """F1/precision/recall/MCC/FPR of the attack class, AUROC/AUPRC from ``score``.
+
+    Without a labelled attack window F1, precision and recall are ``None`` (null in
+    metrics.json): a split without attacks measures false alarms, and a 0.0 there would
+    read as a detector that missed everything."""
     c = confusion(y_true, y_pred)
     tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
     precision = tp / (tp + fp) if tp + fp else 0.0
@@ -59,6 +63,10 @@ def binary_metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray | N
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     denom = np.sqrt(float(tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     mcc = (tp * tn - fp * fn) / denom if denom else 0.0
+    if tp + fn == 0:
+        # no labelled attack window (an attack-free split, or an unlabelled suppress capture):
+        # F1, precision and recall of the attack class are undefined, not 0; false alarms say it all
+        f1 = precision = recall = None
     out = {
         "f1": f1,
         "precision": precision,

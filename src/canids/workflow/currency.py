@@ -205,8 +205,12 @@ class Currency:
         if spec.generated and not Path(self.layout.generated_receipt(dataset)).exists():
             return ["raw data is regenerated"]
         files = [{"name": Path(f.path).name, "split": f.split, "sha256": f.sha256} for f in spec.capture_files(self.digests.sha256)]
-        recorded = (data.get("data_fingerprint") or {}).get("sha256")
-        return [] if fingerprint(files)["sha256"] == recorded else ["raw captures changed"]
+        recorded = data.get("data_fingerprint") or {}
+        if fingerprint(files, spec.attack_families)["sha256"] == recorded.get("sha256"):
+            return []
+        if recorded.get("attack_families", {}) != spec.attack_families:
+            return ["the catalog's attack_families changed"]
+        return ["raw captures changed"]
 
     # ------------------------------------------------------------------ generated raw data
     def generator_reasons(self, dataset: str) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -69,12 +70,17 @@ def artifact_entry(manifest_path: Path, artifact: Path) -> dict:
     return {"path": os.path.relpath(artifact, manifest_path.parent), "sha256": sha256_file(artifact), "size_bytes": artifact.stat().st_size}
 
 
-def fingerprint(files: list[dict]) -> dict:
-    """One digest over the raw data files (path-independent: sorted digests + split names)."""
+def fingerprint(files: list[dict], attack_families: Mapping[str, str] | None = None) -> dict:
+    """One digest over the raw data files (path-independent: sorted digests + split names)
+    and the catalog's ``attack_families`` overrides, which change the graphs' labels of family."""
     h = hashlib.sha256()
     for entry in sorted(files, key=lambda e: (e.get("split", ""), e.get("name", ""), e["sha256"])):
         h.update(f"{entry.get('split', '')}/{entry.get('name', '')}:{entry['sha256']}\n".encode())
-    return {"sha256": h.hexdigest(), "n_files": len(files), "files": files}
+    out = {"n_files": len(files), "files": files}
+    if attack_families:
+        h.update(json.dumps(dict(attack_families), sort_keys=True).encode())
+        out["attack_families"] = dict(attack_families)
+    return {"sha256": h.hexdigest(), **out}
 
 
 @dataclass

@@ -114,7 +114,7 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
         artifacts={"train_graphs": train_out, "test_graphs": test_out},
         hyperparameters=settings,
         upstream=[],
-        data_fingerprint=fingerprint(file_records),
+        data_fingerprint=fingerprint(file_records, spec.attack_families),
         wall_time_s=wall,
         metrics=metrics,
     )

@@ -16,7 +16,9 @@ from canids.data.readers.checks import _Frames
 from canids.data.readers.ctt import _read_ctt
 from canids.data.readers.detect import detect_format
 from canids.data.readers.hcrl import _read_hcrl_ch, _read_hcrl_ch_txt, _read_hcrl_sa
-from canids.data.readers.names import attack_type_from_name, capture_name
+from collections.abc import Mapping
+
+from canids.data.readers.names import attack_family, capture_name
 from canids.data.readers.order import DEFAULT_MAX_BACKWARDS_S, _Order, _order_policy, _sort_by_time
 from canids.data.readers.raw import _check_exists
 
@@ -32,6 +34,7 @@ def read_capture(
     strict: bool = True,
     timestamp_order: str = "strict",
     max_backwards_s: float = DEFAULT_MAX_BACKWARDS_S,
+    attack_families: Mapping[str, str] | None = None,
 ) -> Capture:
     """Read one raw capture file into a ``Capture``.
 
@@ -50,6 +53,8 @@ def read_capture(
             backward jump is still a bad row.
         max_backwards_s: tolerated backward jump in seconds with ``timestamp_order="sort"``
             (ignored with ``"strict"``); ``math.inf`` sorts whatever the jump.
+        attack_families: the catalog's per-dataset name patterns -> attack family, tried
+            before the name rules (``attack_type_from_name``).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -79,7 +84,7 @@ def read_capture(
         label=frames.label,
         name=name,
         split=split,
-        attack_type=attack_type_from_name(name),
+        attack_type=attack_family(name, bool(frames.label.any()), attack_families),
         source=str(path),
         sha256=hashlib.sha256(raw).hexdigest(),
         skipped_rows=frames.skipped,

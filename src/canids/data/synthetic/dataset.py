@@ -22,12 +22,12 @@ import numpy as np
 from canids.shape import ATTACK_FREE_SPLIT, SPLITS, TRAIN_SPLITS
 from canids.util import atomic_write_bytes
 from canids.data.frames import Capture
-from canids.data.readers import attack_type_from_name
+from canids.data.readers.names import attack_family
 from canids.data.synthetic.attacks import _ATTACKS
 from canids.data.synthetic.traffic import _Frames, _micros, legit_traffic
 from canids.data.synthetic.vehicles import Vehicle, _rng, make_fleet, vehicle_summary
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1: masquerade captures named timed/untimed
 
 #: Captures restart at this epoch (2023-01-01 UTC), as set_01 of can-train-and-test does.
 BASE_EPOCH = 1672531200
@@ -52,6 +52,9 @@ class _Plan:
     attack: str  # normal, DoS, fuzzing, spoofing, masquerade, malfunction, suppress, masquerade_timed
     seconds: float
     variant: int = 0
+    #: the random stream's key when it is not ``split/name``: captures renamed so that their
+    #: names say their attack family keep the traffic they had under their first name
+    stream: str = ""
 
 
 @dataclass
@@ -155,14 +158,14 @@ def capture_plans(scale: float, vehicle_names: Sequence[str]) -> list[_Plan]:
         _Plan(s[3], "DoS-3", other(0), "DoS", test),
         _Plan(s[3], "fuzzing-3", other(1), "fuzzing", test),
         _Plan(s[3], "spoofing-3", other(2), "spoofing", test),
-        _Plan(s[4], "masquerade-1", known, "masquerade", test),
+        _Plan(s[4], "masquerade-untimed-1", known, "masquerade", test, stream="masquerade-1"),
         _Plan(s[4], "malfunction-1", known, "malfunction", test),
-        _Plan(s[5], "masquerade-2", other(0), "masquerade", test),
+        _Plan(s[5], "masquerade-untimed-2", other(0), "masquerade", test, stream="masquerade-2"),
         _Plan(s[5], "malfunction-2", other(1), "malfunction", test),
         _Plan(s[6], "suppress-1", known, "suppress", test, variant=0),
         _Plan(s[6], "suppress-2", known, "suppress", test, variant=1),
-        _Plan(s[7], "masquerade-3", known, "masquerade_timed", test, variant=0),
-        _Plan(s[7], "masquerade-4", known, "masquerade_timed", test, variant=1),
+        _Plan(s[7], "masquerade-timed-1", known, "masquerade_timed", test, variant=0, stream="masquerade-3"),
+        _Plan(s[7], "masquerade-timed-2", known, "masquerade_timed", test, variant=1, stream="masquerade-4"),
     ]
 
 
@@ -207,7 +210,7 @@ def render_csv(cap: Capture) -> bytes:
 
 
 def _make_capture(veh: Vehicle, plan: _Plan, seed: int) -> SyntheticCapture:
-    rng = _rng(seed, f"{plan.split}/{plan.name}")
+    rng = _rng(seed, f"{plan.split}/{plan.stream or plan.name}")
     legit = legit_traffic(veh, rng, plan.seconds)
     info: dict = {"vehicle": veh.name, "attack": plan.attack, "seconds": round(plan.seconds, 3)}
     if plan.attack == "normal":
@@ -226,7 +229,7 @@ def _make_capture(veh: Vehicle, plan: _Plan, seed: int) -> SyntheticCapture:
         label=frames.label,
         name=plan.name,
         split=plan.split,
-        attack_type=attack_type_from_name(plan.name),  # what read_capture will say for the file
+        attack_type=attack_family(plan.name, bool(frames.label.any())),  # what read_capture will say for the file
         meta=dict(info),
     )
     return SyntheticCapture(relpath=f"{plan.split}/{plan.name}.csv", capture=cap, info=info)
