@@ -102,3 +102,27 @@ def test_a_window_longer_than_every_capture_is_refused_before_any_job(tiny_run, 
     assert f"preprocess.window_size {longest + 1} is longer than every training capture of dataset 'mini'" in proc.stderr
     assert f"expected a window_size of at most {longest}" in proc.stderr
     assert not (work / "experiment_runs" / "mini").exists(), "nothing ran"
+
+
+def test_a_test_split_without_captures_is_reported_and_suppress_windows_are_labelled(tmp_path):
+    """Absent or empty test splits are named in the preprocess manifest (and metrics.json), not dropped
+    silently; the recorded suppression episodes label test_05's windows although no frame is labelled."""
+    from canids.data.synthetic import generate
+    from canids.settings import load_settings
+    from canids.workflow.preprocess import run_preprocess
+
+    data = tmp_path / "data" / "mini"
+    generate(data, seed=0, scale=0.03)
+    shutil.rmtree(data / "test_03_known_vehicle_unknown_attack")
+    for capture in (data / "test_06_masquerade").iterdir():
+        capture.unlink()
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(f"datasets:\n  mini: {{format: ctt, path: {data}}}\n")
+    settings = load_settings({"datasets": ["mini"], "variants": ["teacher"], "training_types": ["preprocess"], "catalog": str(catalog), "experiment_root": str(tmp_path / "runs")})
+    stage = tmp_path / "runs" / "mini" / "preprocess"
+    manifest = run_preprocess("mini", settings, stage / "graphs" / "train.pt", stage / "graphs" / "test.pt", stage / "manifest.json")
+    skipped = manifest["metrics"]["skipped_splits"]
+    assert set(skipped) == {"test_03_known_vehicle_unknown_attack", "test_06_masquerade"}
+    assert "not found" in skipped["test_03_known_vehicle_unknown_attack"] and "has no capture files" in skipped["test_06_masquerade"]
+    suppress = manifest["metrics"]["splits"]["test_05_suppress"]
+    assert suppress["n_attack_windows"] > 0 and set(suppress["attack_types"]) == {"suppress"}

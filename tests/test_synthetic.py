@@ -377,3 +377,42 @@ def test_real_ranges_cover_the_documented_statistics() -> None:
         "n_ids", "frames_per_s", "dlc8_share", "constant_byte_share", "counter_id_share",
         "nodes_per_window", "edges_per_window",
     }
+
+
+def test_suppress_windows_are_labelled_where_the_silenced_id_misses_a_frame(dataset: Path, manifest: dict) -> None:
+    """The documented rule: a window is an attack window when the suppressed ID misses at
+    least one expected frame inside it; no frame is labelled, windows are."""
+    from canids.data.catalog import DatasetSpec
+    from canids.data.suppress import Suppression, missed_frame_times
+    from canids.graphs.build import build_graphs
+    from canids.graphs.vocab import Vocabulary
+
+    spec = DatasetSpec(name="synthetic", root=dataset)
+    files = [f for f in spec.capture_files() if f.split == "test_05_suppress"]
+    caps = [spec.read(f) for f in files]
+    graphs = build_graphs(caps, Vocabulary(np.zeros(0, np.int64)), 100)
+    assert int(graphs.attack_frames.sum()) == 0 and 0 < int(graphs.y.sum()) < len(graphs)
+    for k, cap in enumerate(caps):
+        entry = next(s for s in manifest["suppress"] if s["path"].endswith(cap.name + ".csv"))
+        assert cap.meta["suppressed"]["can_id"] == int(entry["target_id"], 16)
+        missed = missed_frame_times(cap.timestamp, cap.can_id, Suppression.from_meta(cap.meta["suppressed"]))
+        eps = np.asarray(entry["episodes"])
+        assert len(missed) and _inside(missed, eps + [[-0.2, 0.2]]).all()  # expected frames only inside the episodes
+        mine = graphs.capture.numpy() == k
+        starts, y = graphs.t_start.numpy()[mine], graphs.y.numpy()[mine].astype(bool)
+        far = ~_inside(starts, eps + [[-1.0, 1.0]])  # windows well away from every episode
+        assert not y[far].any() and y.any()
+        assert set(graphs.attack_types[t] for t in graphs.attack_type.numpy()[mine][y]) == {"suppress"}
+
+
+def test_missed_frames_of_a_silenced_periodic_id() -> None:
+    from canids.data.suppress import Suppression, missed_frame_times, window_misses_a_frame
+
+    t = np.arange(0, 10, 0.01)  # a 10 ms ID, silent from 4.000 s to 4.995 s
+    keep = ~((t >= 4.0 - 1e-9) & (t < 5.0 - 1e-9))
+    ts, ids = t[keep], np.full(keep.sum(), 0x123)
+    missed = missed_frame_times(ts, ids, Suppression(0x123, ((4.0, 5.0),)))
+    assert len(missed) == 100 and abs(missed[0] - 4.0) < 1e-6 and abs(missed[-1] - 4.99) < 1e-6
+    starts, ends = np.array([1.0, 3.9, 4.5, 4.991, 5.2]), np.array([1.5, 3.995, 4.6, 4.999, 5.8])
+    assert window_misses_a_frame(starts, ends, missed).tolist() == [False, False, True, False, False]
+    assert not len(missed_frame_times(ts, ids, Suppression(0x456, ((4.0, 5.0),))))  # an ID the capture lacks

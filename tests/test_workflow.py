@@ -100,6 +100,9 @@ def test_real_run_writes_valid_manifests_and_metrics(tiny_run):
                 assert key in models[model], (split, model, key)
     test01 = metrics["splits"]["test_01_known_vehicle_known_attack"]
     assert test01["fusion"]["n_attack_windows"] > 0 and test01["fusion"]["f1"] > 0.5
+    suppress = metrics["splits"]["test_05_suppress"]["fusion"]  # windows labelled from the recorded episodes
+    assert suppress["n_attack_windows"] > 0 and suppress["f1"] is not None and set(suppress["per_attack_type"]) <= {"suppress"}
+    assert metrics["skipped_splits"] == {} and len(metrics["splits"]) == 7  # validation + the 6 test splits
     for png in ("roc_pr_curves.png", "confusion_matrices.png", "training_curves.png"):
         assert (root / "teacher/evaluation" / png).read_bytes()[:4] == b"\x89PNG"
 

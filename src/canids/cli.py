@@ -40,6 +40,8 @@ def _results(args: argparse.Namespace) -> int:
         for split, models in data["splits"].items():
             fus = models["fusion"]
             print(f"  {split:40s} {fus['n_windows']:8d} {fus['n_attack_windows']:8d} {_fmt(models['vgae']['f1']):>8s} {_fmt(models['gat']['f1']):>8s} {_fmt(fus['f1']):>9s}")
+        for split, why in data.get("skipped_splits", {}).items():
+            print(f"  {split:40s} not evaluated: {why}")
     return 0
 
 

@@ -9,6 +9,7 @@ format and timestamp order.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Callable
 
 from canids.data.frames import Capture
 from canids.data.readers import capture_name, read_capture
+from canids.data.suppress import Suppression, load_suppressions
 from canids.shape import SPLITS, TRAIN_SPLITS
 from canids.util import sha256_file
 
@@ -170,11 +172,24 @@ class DatasetSpec:
         return out
 
     def read(self, capture: CaptureFile, *, strict: bool = True) -> Capture:
-        """Read one of this dataset's capture files with the catalog's format and timestamp order."""
-        return read_capture(
+        """Read one of this dataset's capture files with the catalog's format and timestamp order.
+
+        A capture whose suppression episodes the dataset records (``generator.json``, see
+        ``canids.data.suppress``) carries them in ``meta["suppressed"]``, so its windows can
+        be labelled although none of its frames is."""
+        cap = read_capture(
             capture.path, self.read_format, split=capture.split, strict=strict, timestamp_order=self.timestamp_order,
             attack_families=self.attack_families,
         )
+        suppression = self.suppressions.get(capture.path.relative_to(self.root).as_posix())
+        if suppression is not None:
+            cap.meta["suppressed"] = suppression.to_meta()
+        return cap
+
+    @functools.cached_property
+    def suppressions(self) -> dict[str, Suppression]:
+        """Recorded suppression episodes by capture path relative to the root (``canids.data.suppress``)."""
+        return load_suppressions(self.root)
 
     def _missing_message(self, problem: str) -> str:
         lines = [f"dataset {self.name!r}: {problem}.", "Expected the can-train-and-test layout:", f"  {self.root}/"]

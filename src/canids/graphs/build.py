@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from canids.data.frames import Capture
+from canids.data.suppress import Suppression, missed_frame_times, window_misses_a_frame
 from canids.graphs.features import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES
 from canids.graphs.vocab import Vocabulary
 
@@ -155,6 +156,17 @@ def _entropy_rows(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:
     return ent.astype(np.float32)
 
 
+def window_labels(cap: Capture, frame_labels: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """A window is an attack window when it holds an attack frame, or, for a capture with
+    recorded suppression episodes, when the silenced ID misses an expected frame inside it
+    (``canids.data.suppress``: a suppression attack removes frames and labels none)."""
+    y = frame_labels.any(axis=1)
+    if "suppressed" in cap.meta:
+        missed = missed_frame_times(cap.timestamp, cap.can_id, Suppression.from_meta(cap.meta["suppressed"]))
+        y |= window_misses_a_frame(ts[:, 0], ts[:, -1], missed)
+    return y
+
+
 def _build_capture(cap: Capture, vocab: Vocabulary, size: int, stride: int, capture_index: int) -> dict[str, np.ndarray]:
     return window_graphs(cap, frame_features(cap, vocab), size, stride, capture_index)
 
@@ -264,7 +276,7 @@ def window_graphs(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: in
         "node_ptr": node_ptr.astype(np.int64),
         "edge_ptr": edge_ptr.astype(np.int64),
         "u": u,
-        "y": labels.any(axis=1).astype(np.int64),
+        "y": window_labels(cap, labels, ts).astype(np.int64),
         "attack_frames": labels.sum(axis=1).astype(np.int64),
         "capture": np.full(n_win, capture_index, np.int64),
         "t_start": ts[:, 0].astype(np.float64),

@@ -42,7 +42,7 @@ def run(job: Job) -> dict:
         results[split] = split_metrics(preds[split], graphs)
         f1 = " ".join(f"{m}={_f1_text(results[split][m])}" for m in MODELS)
         print(f"[evaluation] {dataset}/{variant} {split}: windows={len(graphs)} attack={graphs.n_attack} f1 {f1}", file=sys.stderr)
-    atomic_write_json(job.output("metrics"), json_safe({"dataset": dataset, "variant": variant, "study": {"run": job.run, "seed": job.settings.training.seed}, "splits": results}))
+    atomic_write_json(job.output("metrics"), json_safe({"dataset": dataset, "variant": variant, "study": {"run": job.run, "seed": job.settings.training.seed}, "splits": results, "skipped_splits": pre.data["metrics"].get("skipped_splits", {})}))
     test_preds = {k: v for k, v in preds.items() if k != VALIDATION}
     plot_curves(test_preds or preds, job.output("roc_pr_curves"))
     plot_confusion(test_preds or preds, job.output("confusion_matrices"))

@@ -58,7 +58,7 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
     settings = stage_settings(config, "preprocess", None)
     catalog = load_catalog(resolve_repo_path(config.catalog), data_root=config.data_root, experiment_root=str(config.root()))
     spec = catalog.get(dataset)
-    spec.check_layout()
+    layout = spec.check_layout()
     files = spec.capture_files()
     captures: dict[str, list[Capture]] = {}
     file_records = []
@@ -102,6 +102,8 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
         "frames_per_s": n_frames / wall if wall > 0 else None,
         "read_s": round(t_read, 3),
         "vocabulary_size": len(vocab.can_ids),
+        # listed splits that are absent or hold no capture: reported, never silently dropped
+        "skipped_splits": dict(layout.skipped),
         "skipped_rows": {r["name"]: r.get("skipped_rows", 0) for r in file_records if r.get("skipped_rows")},
         "splits": {"train": train.summary(), VALIDATION: val.summary(), **{k: v.summary() for k, v in tests.items()}},
     }
