@@ -2,8 +2,10 @@
 
 Reads ``ROOT/{dataset}/{variant}/evaluation/metrics.json`` of runs that already exist (make
 them with ``snakemake --cores all ROOT/{dataset}/{teacher,student}/evaluation/metrics.json``)
-and prints one JSON line: per dataset and test split, the fusion F1, precision and recall,
-per-attack-type recall, the single detectors' F1, the student's F1 next to the teacher's,
+and prints one JSON line: per dataset and test split, the fusion F1, precision, recall and
+false alarms per hour at the false-alarm budget's thresholds (and F1 and false alarms at the
+F1-optimal ones), per-attack-type recall, the single detectors' F1, the student's F1 next to the
+teacher's, the false alarms per hour over all test splits together with a 95 % Poisson interval,
 and for each target whether it is met. Nothing is re-tuned here: the thresholds are the
 ones chosen on validation during training.
 
@@ -38,15 +40,29 @@ TARGETS = {
 STUDENT_F1_GAP = 0.02
 
 
-def load(root: Path, dataset: str, variant: str) -> dict | None:
+def load(root: Path, dataset: str, variant: str, key: str = "splits") -> dict | None:
     path = root / dataset / variant / "evaluation" / "metrics.json"
-    return json.loads(path.read_text())["splits"] if path.exists() else None
+    return json.loads(path.read_text()).get(key) if path.exists() else None
+
+
+def false_alarm_rate(per_split: dict) -> dict:
+    """Fused false alarms per hour over all test splits together, with an exact 95 % Poisson interval."""
+    from scipy.stats import chi2
+
+    fp = sum(m["fusion"]["fp"] for split, m in per_split.items() if split != "val")
+    hours = sum(m["fusion"].get("hours", 0.0) for split, m in per_split.items() if split != "val")
+    if hours <= 0:
+        return {"false_alarms": fp, "hours": hours}
+    low = chi2.ppf(0.025, 2 * fp) / 2 if fp else 0.0
+    high = chi2.ppf(0.975, 2 * fp + 2) / 2
+    return {"false_alarms": fp, "hours": round(hours, 4), "per_hour": round(fp / hours, 1), "per_hour_95ci": [round(low / hours, 1), round(high / hours, 1)]}
 
 
 def split_report(metrics: dict) -> dict:
     fusion = metrics["fusion"]
     return {
-        "fusion": {k: round(fusion[k], 4) for k in ("f1", "precision", "recall", "mcc", "auroc") if fusion.get(k) is not None},
+        "fusion": {k: round(fusion[k], 4) for k in ("f1", "precision", "recall", "mcc", "auroc", "false_alarms_per_hour") if fusion.get(k) is not None},
+        "false_positive_windows": fusion.get("fp"),
         "per_type_recall": {k: round(v["recall"], 4) for k, v in fusion.get("per_attack_type", {}).items()},
         "single_f1": {m: round(metrics[m]["f1"], 4) for m in ("vgae", "gat") if metrics.get(m, {}).get("f1") is not None},
         "n_windows": fusion.get("n_windows"),
@@ -77,7 +93,12 @@ def main() -> int:
             result["datasets"][dataset] = "no teacher run (metrics.json missing)"
             continue
         per_split = {split: split_report(m) for split, m in teacher.items() if split != "val"}
-        entry: dict = {"teacher": per_split}
+        f1_optimal = load(root, dataset, "teacher", "f1_optimal") or {}
+        for split, report in per_split.items():
+            if split in f1_optimal:
+                alt = f1_optimal[split]["fusion"]
+                report["at_f1_optimal_threshold"] = {k: (round(alt[k], 4) if alt.get(k) is not None else None) for k in ("f1", "false_alarms_per_hour")}
+        entry: dict = {"teacher": per_split, "false_alarms_all_test_splits": false_alarm_rate(teacher)}
         if student is not None and T01 in student and T01 in teacher:
             gap = teacher[T01]["fusion"]["f1"] - student[T01]["fusion"]["f1"]
             entry["student_test_01_f1"] = round(student[T01]["fusion"]["f1"], 4)

@@ -103,6 +103,15 @@ def test_real_run_writes_valid_manifests_and_metrics(tiny_run):
     suppress = metrics["splits"]["test_05_suppress"]["fusion"]  # windows labelled from the recorded episodes
     assert suppress["n_attack_windows"] > 0 and suppress["f1"] is not None and set(suppress["per_attack_type"]) <= {"suppress"}
     assert metrics["skipped_splits"] == {} and len(metrics["splits"]) == 7  # validation + the 6 test splits
+    # decisions at the false-alarm budget's thresholds, the F1-optimal ones reported beside them
+    budget = fusion["metrics"]["decision_thresholds"]
+    assert metrics["thresholds"]["false_alarm_budget"] == budget and budget["false_alarms_per_hour"] == 10.0
+    assert min(budget["fusion"], budget["vgae"], budget["gat"]) >= 0.5 == metrics["thresholds"]["f1_optimal"]["fusion"]
+    assert fusion["metrics"]["val_false_alarms_per_hour_at_budget"] <= 10.0
+    for split, models in metrics["splits"].items():
+        for model in ("vgae", "gat", "fusion"):
+            alternative = metrics["f1_optimal"][split][model]
+            assert models[model]["fp"] <= alternative["fp"] and models[model]["tp"] <= alternative["tp"], (split, model)
     for png in ("roc_pr_curves.png", "confusion_matrices.png", "training_curves.png"):
         assert (root / "teacher/evaluation" / png).read_bytes()[:4] == b"\x89PNG"
 
@@ -165,6 +174,7 @@ def test_deployable_detector_reproduces_evaluation_decisions(tiny_run):
     from canids.stages.detector import Detector
     from canids.stages.fusion_apply import detector_outputs, fused_predictions
     from canids.stages.fusion_rule import VGAECalibration
+    from canids.stages.thresholds import DecisionThresholds
 
     run = tiny_run / "experiment_runs" / "synthetic"
     tests, _ = load_graphsets(run / "preprocess/graphs/test.pt")
@@ -172,7 +182,21 @@ def test_deployable_detector_reproduces_evaluation_decisions(tiny_run):
     detector = Detector.from_run(run / "teacher").eval()
     vgae, gat = load_vgae(run / "teacher/autoencoder/model.ckpt")[0], load_gat(run / "teacher/curriculum/model.ckpt")[0]
     q_net, payload = load_dqn(run / "teacher/fusion/model.ckpt")
-    expected, _, _ = fused_predictions(q_net, detector_outputs(vgae, VGAECalibration(**payload["calibration"]), gat, graphs))
+    threshold = DecisionThresholds.from_payload(payload).fusion
+    assert threshold >= 0.5 and payload["decision_thresholds"]["false_alarms_per_hour"] == 10.0
+    expected, _, _ = fused_predictions(q_net, detector_outputs(vgae, VGAECalibration(**payload["calibration"]), gat, graphs), threshold)
     assert np.array_equal(detector.detect_graphs(graphs, batch_size=64), expected)
     metrics = load_json(run / "teacher/evaluation/metrics.json")["splits"]["test_01_known_vehicle_known_attack"]["fusion"]
     assert int(expected.sum()) == metrics["confusion"]["tp"] + metrics["confusion"]["fp"]
+
+
+def test_results_lists_every_split_with_f1_and_false_alarms(tiny_run, capsys):
+    from canids.cli import main as canids_main
+
+    assert canids_main(["results", "--root", str(tiny_run / "experiment_runs")]) == 0
+    out = capsys.readouterr().out
+    metrics = load_json(tiny_run / "experiment_runs/synthetic/teacher/evaluation/metrics.json")
+    assert "false alarms/h" in out
+    for split, models in metrics["splits"].items():
+        line = next(row for row in out.splitlines() if row.strip().startswith(split + " "))
+        assert line.split()[-1] == f"{models['fusion']['false_alarms_per_hour']:.1f}", line

@@ -36,10 +36,11 @@ def _results(args: argparse.Namespace) -> int:
     for path in found:
         data = json.loads(path.read_text())
         print(f"\nmetrics: {path.resolve()}")
-        print(f"  {'split':40s} {'windows':>8s} {'attacks':>8s} {'vgae F1':>8s} {'gat F1':>8s} {'fusion F1':>9s}")
+        print(f"  {'split':40s} {'windows':>8s} {'attacks':>8s} {'vgae F1':>8s} {'gat F1':>8s} {'fusion F1':>9s} {'false alarms/h':>14s}")
         for split, models in data["splits"].items():
             fus = models["fusion"]
-            print(f"  {split:40s} {fus['n_windows']:8d} {fus['n_attack_windows']:8d} {_fmt(models['vgae']['f1']):>8s} {_fmt(models['gat']['f1']):>8s} {_fmt(fus['f1']):>9s}")
+            rate = fus.get("false_alarms_per_hour")
+            print(f"  {split:40s} {fus['n_windows']:8d} {fus['n_attack_windows']:8d} {_fmt(models['vgae']['f1']):>8s} {_fmt(models['gat']['f1']):>8s} {_fmt(fus['f1']):>9s} {'n/a' if rate is None else f'{rate:.1f}':>14s}")
         for split, why in data.get("skipped_splits", {}).items():
             print(f"  {split:40s} not evaluated: {why}")
     return 0

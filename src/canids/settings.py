@@ -178,6 +178,12 @@ class FusionSettings:
         minimum=0,
         maximum=100,
     )
+    false_alarms_per_hour: float = setting(
+        10.0,
+        "false-alarm budget: every decision threshold (fused, VGAE, GAT) is raised, on the held-out validation windows' attack-free traffic, until their false alarms per hour stay within it; never lowered below the F1-optimal 0.5, which evaluation reports beside it",
+        exclusiveMinimum=0,
+        maximum=1_000_000,
+    )
     model: DQNArchitecture = setting(DQNArchitecture(), "Q-network architecture")
 
 

@@ -25,6 +25,7 @@ from canids.models.vgae import VGAE, window_score
 from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
 from canids.stages.loaders import window_loader
 from canids.stages.fusion_rule import VGAECalibration, clip_probability, fused_decision, fused_score, fusion_state
+from canids.stages.thresholds import DecisionThresholds
 
 
 def checkpoint_paths(variant_dir: str | Path) -> dict[str, Path]:
@@ -45,13 +46,15 @@ class Detector:
     vocab: Vocabulary
     window_size: int
     calibration: VGAECalibration
+    #: where the fused score flags a window (the false-alarm budget's threshold, from the fusion checkpoint)
+    thresholds: DecisionThresholds = DecisionThresholds()
 
     @classmethod
     def from_checkpoints(cls, vgae_ckpt: Path, gat_ckpt: Path, fusion_ckpt: Path) -> "Detector":
         vgae, vgae_payload = load_vgae(vgae_ckpt)
         gat, _ = load_gat(gat_ckpt)
         policy, fusion_payload = load_dqn(fusion_ckpt)
-        return cls(vgae, gat, policy, Vocabulary.from_dict(vgae_payload["vocab"]), int(vgae_payload["window_size"]), VGAECalibration(**fusion_payload["calibration"]))
+        return cls(vgae, gat, policy, Vocabulary.from_dict(vgae_payload["vocab"]), int(vgae_payload["window_size"]), VGAECalibration(**fusion_payload["calibration"]), DecisionThresholds.from_payload(fusion_payload))
 
     @classmethod
     def from_run(cls, variant_dir: Path) -> "Detector":
@@ -66,7 +69,7 @@ class Detector:
         p_gat = clip_probability(F.softmax(self.gat(batch), -1)[:, 1])
         state = fusion_state(score, p_vgae, p_gat, self.calibration.threshold)
         alpha = self.policy.alphas()[self.policy(state).argmax(-1)]
-        return fused_decision(alpha, p_gat, p_vgae).long(), fused_score(alpha, p_gat, p_vgae), alpha
+        return fused_decision(alpha, p_gat, p_vgae, self.thresholds.fusion).long(), fused_score(alpha, p_gat, p_vgae), alpha
 
     def detect_graphs(self, graphs: GraphSet, batch_size: int = 256) -> np.ndarray:
         return torch.cat([self.decide(b)[0] for b in window_loader(graphs, None, batch_size)]).numpy()

@@ -12,7 +12,9 @@ import numpy as np
 
 from canids.graphs.graphset import GraphSet
 from canids.stages.fusion_apply import DetectorOutputs, fused_predictions, logistic_regression_proba
-from canids.stages.metrics import binary_metrics, confusion
+from canids.stages.fusion_rule import F1_OPTIMAL
+from canids.stages.metrics import binary_metrics, confusion, traffic_hours
+from canids.stages.thresholds import DecisionThresholds
 
 #: The detectors every split reports (metrics.json ``splits.SPLIT.MODEL``), then two fusion baselines.
 MODELS = ("vgae", "gat", "fusion")
@@ -29,26 +31,22 @@ class SplitPredictions:
     alpha: np.ndarray
 
 
-def predict_split(out: DetectorOutputs, graphs: GraphSet, q_net, logreg: dict, fixed_alpha: float = 0.5) -> SplitPredictions:
-    fusion_pred, fusion_score, alpha = fused_predictions(q_net, out)
+def predict_split(out: DetectorOutputs, graphs: GraphSet, q_net, logreg: dict, thresholds: DecisionThresholds = DecisionThresholds(), fixed_alpha: float = 0.5) -> SplitPredictions:
+    """Every model's scores and decisions; the detectors decide at ``thresholds`` (the fusion
+    stage's false-alarm budget, or the F1-optimal 0.5), the two baselines at 0.5."""
+    fusion_pred, fusion_score, alpha = fused_predictions(q_net, out, thresholds.fusion)
     avg = fixed_alpha * out.p_gat + (1 - fixed_alpha) * out.p_vgae
     lr = logistic_regression_proba(logreg, out.state) if len(out.state) else np.zeros(0)
     vgae, gat, fusion = MODELS
     weighted, logistic = BASELINES
     scores = {vgae: out.vgae_score, gat: out.p_gat, fusion: fusion_score, weighted: avg, logistic: lr}
-    decisions = {vgae: out.p_vgae >= 0.5, gat: out.p_gat >= 0.5, fusion: fusion_pred.astype(bool), weighted: avg >= 0.5, logistic: lr >= 0.5}
+    decisions = {vgae: out.p_vgae >= thresholds.vgae, gat: out.p_gat >= thresholds.gat, fusion: fusion_pred.astype(bool), weighted: avg >= F1_OPTIMAL, logistic: lr >= F1_OPTIMAL}
     return SplitPredictions(y=graphs.y.numpy(), scores=scores, decisions=decisions, alpha=alpha)
 
 
 def capture_hours(graphs: GraphSet) -> float:
     """Traffic time covered by the split's windows (sum over captures), for false alarms per hour."""
-    total = 0.0
-    t, cap = graphs.t_start.numpy(), graphs.capture.numpy()
-    for c in np.unique(cap):
-        ts = t[cap == c]
-        if len(ts) > 1:
-            total += (ts.max() - ts.min()) * len(ts) / (len(ts) - 1)
-    return total / 3600.0
+    return traffic_hours(graphs.t_start.numpy(), graphs.capture.numpy())
 
 
 def split_metrics(pred: SplitPredictions, graphs: GraphSet) -> dict:
@@ -59,6 +57,7 @@ def split_metrics(pred: SplitPredictions, graphs: GraphSet) -> dict:
     normal_idx = graphs.attack_types.index("normal") if "normal" in graphs.attack_types else -1
     for model, decision in pred.decisions.items():
         m = binary_metrics(pred.y, decision, pred.scores[model], hours=hours)
+        m["hours"] = hours
         per_type = {}
         for k, name in enumerate(graphs.attack_types):
             if k == normal_idx:

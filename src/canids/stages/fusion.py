@@ -34,8 +34,9 @@ from canids.settings import FusionSettings
 from canids.stages.callbacks import TEST_EPOCH_SLEEP_ENV, NonFiniteLossError
 from canids.util import atomic_save, atomic_write_json
 from canids.stages.fusion_apply import DetectorOutputs, fused_predictions, outputs_from
-from canids.stages.fusion_rule import VGAECalibration, fused_decision
-from canids.stages.metrics import binary_metrics
+from canids.stages.fusion_rule import F1_OPTIMAL, VGAECalibration, fused_decision
+from canids.stages.thresholds import DecisionThresholds
+from canids.stages.metrics import binary_metrics, traffic_hours
 
 def epsilon_at(step: int, s: FusionSettings) -> float:
     """Exponential decay from epsilon_start to epsilon_end over epsilon_decay_steps."""
@@ -66,6 +67,7 @@ class FusionResult:
     q_net: QNetwork
     logreg: dict
     curve: list[dict] = field(default_factory=list)
+    thresholds: DecisionThresholds = field(default_factory=DecisionThresholds)
     metrics: dict = field(default_factory=dict)
 
 
@@ -234,14 +236,22 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
     yv = y[val_idx]
     pred, fused, alpha = fused_predictions(q_net, val_out)
     fusion_f1 = binary_metrics(yv, pred, fused)["f1"]
-    gat_f1 = binary_metrics(yv, val_out.p_gat >= 0.5)["f1"]
-    vgae_f1 = binary_metrics(yv, val_out.p_vgae >= 0.5)["f1"]
+    gat_f1 = binary_metrics(yv, val_out.p_gat >= F1_OPTIMAL)["f1"]
+    vgae_f1 = binary_metrics(yv, val_out.p_vgae >= F1_OPTIMAL)["f1"]
+    hours = traffic_hours(graphs.t_start.numpy()[val_idx], graphs.capture.numpy()[val_idx])
+    thresholds = DecisionThresholds.for_budget(fused, val_out.p_vgae, val_out.p_gat, yv == 0, hours, s.false_alarms_per_hour)
+    at_budget = binary_metrics(yv, fused >= thresholds.fusion, hours=hours)
     logreg = fit_logistic_regression(out.state[train_idx], y[train_idx], seed=seed)
     return FusionResult(
         q_net=q_net,
         logreg=logreg,
         curve=curve,
+        thresholds=thresholds,
         metrics={
+            "decision_thresholds": thresholds.to_dict(),
+            "val_hours": hours,
+            "val_f1_at_budget": at_budget["f1"],
+            "val_false_alarms_per_hour_at_budget": at_budget["false_alarms_per_hour"],
             "val_f1": fusion_f1,
             "val_f1_gat": gat_f1,
             "val_f1_vgae": vgae_f1,

@@ -19,7 +19,7 @@ from canids.models.gat import GATClassifier
 from canids.models.vgae import VGAE
 from canids.stages.autoencoder import score_windows
 from canids.stages.curriculum import predict_proba
-from canids.stages.fusion_rule import VGAECalibration, clip_probability, fused_decision, fused_score, fusion_state
+from canids.stages.fusion_rule import F1_OPTIMAL, VGAECalibration, clip_probability, fused_decision, fused_score, fusion_state
 
 __all__ = ["DetectorOutputs", "detector_outputs", "fused_predictions", "logistic_regression_proba", "outputs_from", "policy_alpha"]
 
@@ -59,11 +59,11 @@ def policy_alpha(q_net: QNetwork, state: np.ndarray) -> np.ndarray:
     return q_net.alphas()[q.argmax(-1)].numpy()
 
 
-def fused_predictions(q_net: QNetwork, out: DetectorOutputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fused_predictions(q_net: QNetwork, out: DetectorOutputs, threshold: float = F1_OPTIMAL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(decision, fused score, alpha) per window under the one decision rule."""
     alpha = torch.as_tensor(policy_alpha(q_net, out.state))
     p_gat, p_vgae = torch.as_tensor(out.p_gat), torch.as_tensor(out.p_vgae)
-    return fused_decision(alpha, p_gat, p_vgae).long().numpy(), fused_score(alpha, p_gat, p_vgae).numpy(), alpha.numpy()
+    return fused_decision(alpha, p_gat, p_vgae, threshold).long().numpy(), fused_score(alpha, p_gat, p_vgae).numpy(), alpha.numpy()
 
 
 def logistic_regression_proba(model: dict, x: np.ndarray) -> np.ndarray:

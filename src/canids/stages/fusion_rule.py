@@ -8,7 +8,8 @@ training and evaluation) and on one window's Python floats in the runtime (``SCA
 without the runtime importing torch.
 
 The rule: action ``a`` of the DQN selects a fusion weight ``alpha``; the fused attack score is
-``alpha * p_gat + (1 - alpha) * p_vgae``; a window is flagged when it reaches 0.5.
+``alpha * p_gat + (1 - alpha) * p_vgae``; a window is flagged when it reaches the decision
+threshold (0.5, or higher where a false-alarm budget put it).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Ops", "SCALAR", "STATE_FEATURES", "VGAECalibration", "fused_decision", "fused_score", "fusion_state", "torch_ops"]
+__all__ = ["F1_OPTIMAL", "Ops", "SCALAR", "STATE_FEATURES", "VGAECalibration", "fused_decision", "fused_score", "fusion_state", "torch_ops"]
 
 #: What the DQN sees of a window: both detectors' views, nothing else (see ``fusion_state``).
 STATE_FEATURES = ("p_vgae", "p_gat", "vgae_log_ratio", "gat_logit", "disagreement", "agree", "gat_entropy")
@@ -125,6 +126,13 @@ def fused_score(alpha: Any, p_gat: Any, p_vgae: Any) -> Any:
     return alpha * p_gat + (1.0 - alpha) * p_vgae
 
 
-def fused_decision(alpha: Any, p_gat: Any, p_vgae: Any) -> Any:
-    """The one decision rule: flag a window when the fused score reaches 0.5."""
-    return fused_score(alpha, p_gat, p_vgae) >= 0.5
+#: The decision threshold on every probability-like output at its F1-optimal point: the VGAE's
+#: calibration puts its validation-F1-optimal threshold at 0.5, the GAT's argmax is 0.5 and the
+#: fused score is their weighted mean. A false-alarm budget (``canids.stages.thresholds``) only
+#: ever raises a threshold above it.
+F1_OPTIMAL = 0.5
+
+
+def fused_decision(alpha: Any, p_gat: Any, p_vgae: Any, threshold: float = F1_OPTIMAL) -> Any:
+    """The one decision rule: flag a window when the fused score reaches ``threshold``."""
+    return fused_score(alpha, p_gat, p_vgae) >= threshold

@@ -40,6 +40,17 @@ from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 
 
+def traffic_hours(t_start: np.ndarray, capture: np.ndarray) -> float:
+    """Hours of traffic a set of windows covers (sum over captures of its windows' time span,
+    widened by one window), the denominator of false alarms per hour."""
+    total = 0.0
+    for c in np.unique(capture):
+        ts = t_start[capture == c]
+        if len(ts) > 1:
+            total += (ts.max() - ts.min()) * len(ts) / (len(ts) - 1)
+    return total / 3600.0
+
+
 def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, int]:
     y_true, y_pred = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
     return {

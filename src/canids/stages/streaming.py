@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from canids.util import atomic_path
-from canids.stages.fusion_rule import SCALAR, VGAECalibration, fused_decision, fused_score, fusion_state
+from canids.stages.fusion_rule import F1_OPTIMAL, SCALAR, VGAECalibration, fused_decision, fused_score, fusion_state
 
 if TYPE_CHECKING:  # the runtime itself never imports torch
     from canids.graphs.graphset import GraphSet
@@ -71,6 +71,7 @@ class StreamingDetector:
         self._alphas = a["policy.alphas"].astype(np.float64)
         self._threshold = float(meta["threshold"])
         self._calibration = VGAECalibration(self._threshold, float(meta["log_scale"]))
+        self._decision_threshold = float(meta.get("decision_threshold", F1_OPTIMAL))  # exports older than the false-alarm budget: 0.5
         self.uses_vocab = "input.vocab_table" in a or "vgae.id_decoder.w" in a
         self._dims = (a["input.w"].shape[0], self._layers[0].edge_w.shape[0] if self._layers else 0, a["vgae.graph_decoder.1.w"].shape[1])
         #: The training vocabulary's CAN IDs: ``Vocabulary(can_ids)`` builds windows for this detector.
@@ -130,6 +131,7 @@ class StreamingDetector:
             "policy_layers": len(policy_linears),
             "threshold": float(detector.calibration.threshold),
             "log_scale": float(detector.calibration.log_scale),
+            "decision_threshold": float(detector.thresholds.fusion),
         }
         return cls(arrays, meta)
 
@@ -212,7 +214,7 @@ class StreamingDetector:
             if i < len(self._policy) - 1:
                 q = np.maximum(q, 0.0)
         alpha = float(self._alphas[int(q.argmax())])
-        return Decision(int(fused_decision(alpha, p_gat, p_vgae)), fused_score(alpha, p_gat, p_vgae), alpha)
+        return Decision(int(fused_decision(alpha, p_gat, p_vgae, self._decision_threshold)), fused_score(alpha, p_gat, p_vgae), alpha)
 
     def decide_graphs(self, graphs: "GraphSet") -> np.ndarray:
         """Decisions for every window of a ``GraphSet``, one window at a time (what a vehicle does)."""

@@ -12,11 +12,16 @@ from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
 from canids.stages.evaluation import MODELS, predict_split, split_metrics
 from canids.stages.fusion_apply import detector_outputs
 from canids.stages.fusion_rule import VGAECalibration
+from canids.stages.thresholds import DecisionThresholds
 from canids.stages.plots import plot_confusion, plot_curves, plot_training_curves
 from canids.stages.trainer import configure_threads
 from canids.util import atomic_write_json
 from canids.workflow.job import Job
 from canids.workflow.manifest import json_safe, load_manifest, write_manifest
+
+
+#: What metrics.json keeps of the detectors at the F1-optimal thresholds, beside the budget's.
+ALTERNATIVE_METRICS = ("f1", "precision", "recall", "false_alarms_per_hour", "fp", "tp")
 
 
 def run(job: Job) -> dict:
@@ -33,16 +38,19 @@ def run(job: Job) -> dict:
     tests, _ = load_graphsets(pre.artifact("test_graphs"))
     train_sets, _ = load_graphsets(pre.artifact("train_graphs"))
     splits = {VALIDATION: train_sets[VALIDATION], **tests}
-    results, preds = {}, {}
+    thresholds = DecisionThresholds.from_payload(fus_payload)
+    results, preds, f1_optimal = {}, {}, {}
     for split, graphs in splits.items():
         if len(graphs) == 0:
             continue
         out = detector_outputs(vgae, calibration, gat, graphs)
-        preds[split] = predict_split(out, graphs, q_net, fus_payload["logreg"])
+        preds[split] = predict_split(out, graphs, q_net, fus_payload["logreg"], thresholds)
         results[split] = split_metrics(preds[split], graphs)
+        alternative = split_metrics(predict_split(out, graphs, q_net, fus_payload["logreg"], DecisionThresholds.f1_optimal()), graphs)
+        f1_optimal[split] = {m: {k: alternative[m][k] for k in ALTERNATIVE_METRICS} for m in MODELS}
         f1 = " ".join(f"{m}={_f1_text(results[split][m])}" for m in MODELS)
         print(f"[evaluation] {dataset}/{variant} {split}: windows={len(graphs)} attack={graphs.n_attack} f1 {f1}", file=sys.stderr)
-    atomic_write_json(job.output("metrics"), json_safe({"dataset": dataset, "variant": variant, "study": {"run": job.run, "seed": job.settings.training.seed}, "splits": results, "skipped_splits": pre.data["metrics"].get("skipped_splits", {})}))
+    atomic_write_json(job.output("metrics"), json_safe({"dataset": dataset, "variant": variant, "study": {"run": job.run, "seed": job.settings.training.seed}, "thresholds": {"false_alarm_budget": thresholds.to_dict(), "f1_optimal": DecisionThresholds.f1_optimal().to_dict()}, "splits": results, "f1_optimal": f1_optimal, "skipped_splits": pre.data["metrics"].get("skipped_splits", {})}))
     test_preds = {k: v for k, v in preds.items() if k != VALIDATION}
     plot_curves(test_preds or preds, job.output("roc_pr_curves"))
     plot_confusion(test_preds or preds, job.output("confusion_matrices"))

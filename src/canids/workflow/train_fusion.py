@@ -31,7 +31,7 @@ def run(job: Job) -> dict:
     teacher = load_dqn(teacher_m.artifact("checkpoint"))[0] if teacher_m else None
     kd_alpha = job.settings.distillation.alpha if teacher is not None else 0.0
     result = train_fusion(outputs, val, model_cfg, section, seed=job.settings.training.seed, teacher=teacher, kd_alpha=kd_alpha, calibration=calibration, resume_dir=job.resume_dir)
-    save_checkpoint(job.output("checkpoint"), "dqn", result.q_net, logreg=result.logreg, state_features=list(STATE_FEATURES), calibration=vgae_payload["calibration"])
+    save_checkpoint(job.output("checkpoint"), "dqn", result.q_net, logreg=result.logreg, state_features=list(STATE_FEATURES), calibration=vgae_payload["calibration"], decision_thresholds=result.thresholds.to_dict())
     write_curves(job.output("training_curves"), result.curve)
     drop_resume_state(job)
     metrics = {**result.metrics, "parameter_count": parameter_count(result.q_net)}

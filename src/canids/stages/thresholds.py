@@ -1,0 +1,71 @@
+"""Decision thresholds under a false-alarm budget, chosen on validation attack-free traffic.
+
+A detector that flags its F1-optimal windows can still raise tens of false alarms per hour of
+driving, and nobody deploys that. The fusion stage therefore fixes, per detector and for the
+fused score, the lowest threshold at or above the F1-optimal one (0.5, ``F1_OPTIMAL``) whose
+false alarms on the held-out validation windows' normal traffic stay within
+``fusion.<size>.false_alarms_per_hour`` times the hours that traffic lasts. Evaluation decides with
+these thresholds and reports the F1-optimal ones beside them; test data never moves a threshold.
+
+With little validation traffic the budget allows no false alarm at all (three minutes at 10 per
+hour is half an alarm), and the threshold then sits above the highest normal score, halfway to
+the next higher score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from canids.stages.fusion_rule import F1_OPTIMAL
+
+
+def budget_threshold(normal_scores: np.ndarray, all_scores: np.ndarray, hours: float, budget_per_hour: float, floor: float = F1_OPTIMAL) -> float:
+    """Lowest threshold >= ``floor`` at which at most ``budget_per_hour * hours`` of ``normal_scores``
+    reach it.
+
+    The threshold sits in the middle of the gap between the highest normal score it must leave
+    out and the next higher score of any validation window (``all_scores``), not at the gap's
+    edge: a margin transfers to new traffic, and the float32 (torch) and float64 (NumPy
+    runtime) versions of one score then decide alike. Ties are never split.
+    """
+    allowed = int(np.floor(budget_per_hour * max(hours, 0.0) + 1e-9))
+    normal = np.sort(np.asarray(normal_scores, np.float64))[::-1]
+    if allowed >= len(normal):
+        return float(floor)
+    left_out = normal[allowed]
+    if left_out < floor:
+        return float(floor)
+    above = np.asarray(all_scores, np.float64)
+    above = above[above > left_out]
+    upper = float(above.min()) if len(above) else max(1.0, left_out)
+    return float((left_out + upper) / 2) if upper > left_out else float(np.nextafter(np.float32(left_out), np.float32(np.inf)))
+
+
+@dataclass(frozen=True)
+class DecisionThresholds:
+    """Where each output flags a window: the fused score, the calibrated VGAE probability, the
+    GAT probability; and the budget (false alarms per hour) they were chosen for (None: F1-optimal)."""
+
+    fusion: float = F1_OPTIMAL
+    vgae: float = F1_OPTIMAL
+    gat: float = F1_OPTIMAL
+    false_alarms_per_hour: float | None = None
+
+    @classmethod
+    def f1_optimal(cls) -> "DecisionThresholds":
+        return cls()
+
+    @classmethod
+    def for_budget(cls, fused: np.ndarray, p_vgae: np.ndarray, p_gat: np.ndarray, normal: np.ndarray, hours: float, budget_per_hour: float) -> "DecisionThresholds":
+        """Each threshold from the same normal windows (``normal``: a boolean mask) and traffic time."""
+        return cls(*(budget_threshold(np.asarray(v)[normal], v, hours, budget_per_hour) for v in (fused, p_vgae, p_gat)), false_alarms_per_hour=float(budget_per_hour))
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> "DecisionThresholds":
+        """From a fusion checkpoint; checkpoints written before the budget existed decide at 0.5."""
+        return cls(**payload["decision_thresholds"]) if "decision_thresholds" in payload else cls()
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,56 @@
+"""Decision thresholds under a false-alarm budget (canids.stages.thresholds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from canids.stages.fusion_rule import F1_OPTIMAL, fused_decision, fused_score
+from canids.stages.thresholds import DecisionThresholds, budget_threshold
+
+
+def test_no_alarm_allowed_puts_the_threshold_halfway_above_the_highest_normal_score():
+    normal = np.array([0.1, 0.7, 0.9, 0.2])
+    everything = np.r_[normal, [0.95, 0.99]]
+    tau = budget_threshold(normal, everything, hours=0.05, budget_per_hour=10)  # 0.5 alarm allowed: none
+    assert tau == (0.9 + 0.95) / 2
+    assert not (normal >= tau).any() and (everything[4:] >= tau).all()
+
+
+def test_the_budget_allows_its_share_of_alarms_and_never_splits_ties():
+    normal = np.array([0.99, 0.98, 0.97, 0.6, 0.1])
+    assert budget_threshold(normal, normal, hours=0.2, budget_per_hour=10) == (0.97 + 0.98) / 2  # 2 alarms allowed
+    tied = np.array([0.9, 0.9, 0.9, 0.1])
+    tau = budget_threshold(tied, tied, hours=0.2, budget_per_hour=10)  # 2 allowed, 3 tied: none of them
+    assert (tied >= tau).sum() == 0
+
+
+def test_the_budget_never_lowers_a_threshold_below_the_f1_optimal_one():
+    normal = np.array([0.1, 0.2, 0.3])
+    assert budget_threshold(normal, normal, hours=0.01, budget_per_hour=1) == F1_OPTIMAL
+    assert budget_threshold(normal, normal, hours=100, budget_per_hour=10) == F1_OPTIMAL  # more alarms allowed than windows
+
+
+def test_a_normal_window_scored_as_high_as_anything_leaves_nothing_flagged():
+    normal = np.array([1.0, 0.2])
+    tau = budget_threshold(normal, np.r_[normal, 0.8], hours=0.01, budget_per_hour=10)
+    assert tau > 1.0
+
+
+def test_torch_and_the_numpy_runtime_decide_alike_at_a_budget_threshold():
+    rng = np.random.default_rng(0)
+    p_gat, p_vgae = rng.random(2000).astype(np.float32), rng.random(2000).astype(np.float32)
+    alpha = rng.choice(np.linspace(0, 1, 5), 2000)
+    fused = fused_score(torch.as_tensor(alpha, dtype=torch.float32), torch.as_tensor(p_gat), torch.as_tensor(p_vgae)).numpy()
+    normal = rng.random(2000) < 0.9
+    t = DecisionThresholds.for_budget(fused, p_vgae, p_gat, normal, hours=0.1, budget_per_hour=10)
+    assert t.fusion > F1_OPTIMAL and (fused[normal] >= t.fusion).sum() <= 1
+    by_torch = fused_decision(torch.as_tensor(alpha, dtype=torch.float32), torch.as_tensor(p_gat), torch.as_tensor(p_vgae), t.fusion).numpy()
+    by_scalar = np.array([fused_decision(float(a), float(g), float(v), t.fusion) for a, g, v in zip(alpha, p_gat, p_vgae)])
+    assert np.array_equal(by_torch, by_scalar)
+
+
+def test_checkpoints_without_thresholds_decide_at_the_f1_optimal_point():
+    assert DecisionThresholds.from_payload({}) == DecisionThresholds(F1_OPTIMAL, F1_OPTIMAL, F1_OPTIMAL, None)
+    t = DecisionThresholds(0.7, 0.8, 0.9, 10.0)
+    assert DecisionThresholds.from_payload({"decision_thresholds": t.to_dict()}) == t
