@@ -6,7 +6,7 @@ unknown-vehicle splits (test_02, test_04) show honestly how they transfer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -34,14 +34,23 @@ class SplitPredictions:
 def predict_split(out: DetectorOutputs, graphs: GraphSet, q_net, logreg: dict, thresholds: DecisionThresholds = DecisionThresholds(), fixed_alpha: float = 0.5) -> SplitPredictions:
     """Every model's scores and decisions; the detectors decide at ``thresholds`` (the fusion
     stage's false-alarm budget, or the F1-optimal 0.5), the two baselines at 0.5."""
-    fusion_pred, fusion_score, alpha = fused_predictions(q_net, out, thresholds.fusion)
+    _, fusion_score, alpha = fused_predictions(q_net, out)
     avg = fixed_alpha * out.p_gat + (1 - fixed_alpha) * out.p_vgae
     lr = logistic_regression_proba(logreg, out.state) if len(out.state) else np.zeros(0)
     vgae, gat, fusion = MODELS
     weighted, logistic = BASELINES
     scores = {vgae: out.vgae_score, gat: out.p_gat, fusion: fusion_score, weighted: avg, logistic: lr}
-    decisions = {vgae: out.p_vgae >= thresholds.vgae, gat: out.p_gat >= thresholds.gat, fusion: fusion_pred.astype(bool), weighted: avg >= F1_OPTIMAL, logistic: lr >= F1_OPTIMAL}
-    return SplitPredictions(y=graphs.y.numpy(), scores=scores, decisions=decisions, alpha=alpha)
+    baselines = {weighted: avg >= F1_OPTIMAL, logistic: lr >= F1_OPTIMAL}
+    return at_thresholds(SplitPredictions(y=graphs.y.numpy(), scores=scores, decisions=baselines, alpha=alpha), out, thresholds)
+
+
+def at_thresholds(pred: SplitPredictions, out: DetectorOutputs, thresholds: DecisionThresholds) -> SplitPredictions:
+    """The same predictions deciding at other thresholds, without running any model again
+    (the fused decision is its score reaching the threshold, as ``fused_decision`` says)."""
+    vgae, gat, fusion = MODELS
+    detectors = {vgae: out.p_vgae >= thresholds.vgae, gat: out.p_gat >= thresholds.gat, fusion: pred.scores[fusion] >= thresholds.fusion}
+    decisions = {**detectors, **{name: d for name, d in pred.decisions.items() if name not in detectors}}
+    return replace(pred, decisions=decisions)
 
 
 def capture_hours(graphs: GraphSet) -> float:

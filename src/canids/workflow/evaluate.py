@@ -9,7 +9,7 @@ from canids.graphs.graphset import load_graphsets
 from canids.settings import stage_settings
 from canids.shape import DETECTOR_STAGES, STAGES, VALIDATION
 from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
-from canids.stages.evaluation import MODELS, predict_split, split_metrics
+from canids.stages.evaluation import MODELS, at_thresholds, predict_split, split_metrics
 from canids.stages.fusion_apply import detector_outputs
 from canids.stages.fusion_rule import VGAECalibration
 from canids.stages.thresholds import DecisionThresholds
@@ -46,7 +46,7 @@ def run(job: Job) -> dict:
         out = detector_outputs(vgae, calibration, gat, graphs)
         preds[split] = predict_split(out, graphs, q_net, fus_payload["logreg"], thresholds)
         results[split] = split_metrics(preds[split], graphs)
-        alternative = split_metrics(predict_split(out, graphs, q_net, fus_payload["logreg"], DecisionThresholds.f1_optimal()), graphs)
+        alternative = split_metrics(at_thresholds(preds[split], out, DecisionThresholds.f1_optimal()), graphs)
         f1_optimal[split] = {m: {k: alternative[m][k] for k in ALTERNATIVE_METRICS} for m in MODELS}
         f1 = " ".join(f"{m}={_f1_text(results[split][m])}" for m in MODELS)
         print(f"[evaluation] {dataset}/{variant} {split}: windows={len(graphs)} attack={graphs.n_attack} f1 {f1}", file=sys.stderr)

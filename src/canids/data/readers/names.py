@@ -129,12 +129,12 @@ def attack_type_from_name(stem: str, overrides: Mapping[str, str] | None = None)
     for pattern, family in (overrides or {}).items():
         if fnmatch.fnmatchcase(name.lower(), pattern.lower()):
             return family
-    tokens = set(name_tokens(name))
+    tokens = name_tokens(name)
+    present = set(tokens)
     for needed, family in _RULES:
-        if needed <= tokens:
+        if needed <= present:
             return family
-    first = name_tokens(name)
-    return first[0] if first else UNNAMED_ATTACK
+    return tokens[0] if tokens else UNNAMED_ATTACK
 
 
 def attack_family(stem: str, has_attack_frames: bool, overrides: Mapping[str, str] | None = None) -> str:
