@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from canids.data.frames import Capture
+from canids.graphs import build
 from canids.graphs.build import build_graphs, payload_entropy
 from canids.graphs.graphset import EDGE_FEATURES, NODE_FEATURES, GraphSet, load_graphsets, save_graphsets
 from canids.graphs.vocab import UNKNOWN_INDEX, build_vocabulary
@@ -124,3 +125,78 @@ def test_batch_subset_concat_and_save_roundtrip(tmp_path):
     save_graphsets(tmp_path / "g.pt", {"train": g}, {"k": 1})
     loaded, extra = load_graphsets(tmp_path / "g.pt")
     assert extra == {"k": 1} and torch.equal(loaded["train"].x, g.x) and loaded["train"].capture_names == g.capture_names
+
+
+def _random_capture(rng: np.random.Generator, n: int, id_pool: np.ndarray, lowest_byte: int = 0) -> Capture:
+    """Frames with repeating payloads, changing DLCs and IDs of any width, as real buses have them."""
+    can_id = rng.choice(id_pool, n)
+    dlc = rng.choice(np.array([0, 2, 8, 8, 8], np.uint8), n)
+    payload = rng.integers(lowest_byte // 85, 4, (n, 8), dtype=np.uint8) * 85  # few distinct values: repeats and ties
+    return Capture(timestamp=np.cumsum(rng.exponential(0.002, n)), can_id=can_id.astype(np.int32), dlc=dlc, payload=payload, label=np.zeros(n, np.uint8), name="r", split="train_01_attack_free")
+
+
+def _reference_node_features(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: int) -> np.ndarray:
+    """Per-window, per-ID loops: what the vectorised node features must equal."""
+    rows = []
+    for start in range(0, len(cap) - size + 1, stride):
+        frames = np.arange(start, start + size)
+        for can_id in np.unique(cap.can_id[frames]):
+            mine = frames[cap.can_id[frames] == can_id]
+            log_ia, jitter = ff["log_ia"][mine].astype(np.float64), ff["jitter"][mine].astype(np.float64)
+            byte_std = np.mean([np.std(cap.payload[mine, j] / 255.0) for j in range(8)])
+            rows.append([log_ia.mean(), log_ia.min(), log_ia.max(), jitter.mean(), jitter.max(), ff["changed"][mine].mean(), ff["byte_change"][mine].mean(), ff["entropy"][mine].mean(), byte_std, ff["new_id"][mine].mean()])
+    rows = np.array(rows)
+    # the model sees them scaled to about [-1, 1] (canids.graphs.build)
+    rows[:, :3] = (rows[:, :3] - build._NEUTRAL_LOG_IA) / (build._LOG_IA_MAX - build._LOG_IA_MIN)
+    rows[:, 3:5] /= build._JITTER_CLIP
+    rows[:, 7] /= 3.0
+    return rows
+
+
+def _reference_payload_changes(cap: Capture) -> tuple[np.ndarray, np.ndarray]:
+    """(changed, byte_change) by walking the frames with each ID's previous frame in a dict."""
+    changed, byte_change, last = np.zeros(len(cap)), np.zeros(len(cap)), {}
+    for i, can_id in enumerate(cap.can_id.tolist()):
+        if can_id in last:
+            payload, dlc = last[can_id]
+            changed[i] = float(dlc != cap.dlc[i] or (payload != cap.payload[i]).any())
+            used = max(int(cap.dlc[i]), 1)
+            byte_change[i] = 1.0 if dlc != cap.dlc[i] else (payload[:used] != cap.payload[i, :used]).sum() / used
+        last[can_id] = (cap.payload[i], cap.dlc[i])
+    return changed, byte_change
+
+
+@pytest.mark.parametrize("id_pool", [np.arange(0x100, 0x130), np.array([0x18FEF100, 0x18FEF200, 0x0CF00400, 0x7DF, 0x1FFFFFFF, 5])], ids=["11-bit", "29-bit"])
+@pytest.mark.parametrize("size,stride", [(100, 100), (400, 200), (7, 3)])
+def test_vectorised_features_equal_frame_by_frame_loops(id_pool, size, stride):
+    """The radix sorts, packed byte sums and uint64 payload words compute what the loops say.
+
+    A window of 400 frames lets one ID hold more than 257 of them (the packed byte sums'
+    limit), so the wide fallback is held to the same answer."""
+    from canids.graphs.build import frame_features, window_graphs
+
+    rng = np.random.default_rng(size)
+    pool = id_pool if size != 400 else np.r_[np.repeat(id_pool[0], 30), id_pool[1]]  # one ID holds ~390 of 400 frames
+    cap = _random_capture(rng, 5000, pool, lowest_byte=170 if size == 400 else 0)  # ~390 bytes of ~210: sums over 2**16
+    vocab = build_vocabulary([cap.slice(0, 2000)])
+    ff = frame_features(cap, vocab)
+    changed, byte_change = _reference_payload_changes(cap)
+    np.testing.assert_array_equal(ff["changed"], changed)
+    np.testing.assert_allclose(ff["byte_change"], byte_change, rtol=1e-6)
+    np.testing.assert_array_equal(ff["vocab"], vocab.index(cap.can_id))
+    np.testing.assert_array_equal(ff["entropy"], np.concatenate([payload_entropy(cap.payload[i : i + 1], cap.dlc[i : i + 1]) for i in range(len(cap))]))
+    part = window_graphs(cap, ff, size, stride, 0)
+    np.testing.assert_allclose(part["x"], _reference_node_features(cap, ff, size, stride), rtol=1e-5, atol=1e-6)
+
+
+def test_stable_order_and_factorize_agree_with_numpy():
+    from canids.graphs.build import factorize, stable_order
+
+    rng = np.random.default_rng(0)
+    for values in (rng.integers(0, 0x800, 50_000), rng.integers(0, 0x1FFFFFFF, 50_000), np.zeros(0, np.int64), rng.integers(-5, 5, 100)):
+        np.testing.assert_array_equal(stable_order(values), np.argsort(values, kind="stable"))
+    for n in (10, 50_000):  # below and above the hash table's threshold
+        keys = rng.integers(0, 300, n).astype(np.uint64) << np.uint64(40)
+        first, codes = factorize(keys)
+        assert len(first) == len(np.unique(keys))
+        np.testing.assert_array_equal(keys[first][codes], keys)  # every key maps to a representative equal to it
