@@ -135,7 +135,7 @@ def test_unsafe_name_in_catalog_file(tmp_path: Path) -> None:
         ("datasets:\n  a:\n    generated: maybe\n", "datasets.a.generated: expected true or false, got 'maybe'"),
         ("datasets:\n  a:\n    timestamp_order: sorted\n", "datasets.a.timestamp_order: expected one of strict, sort, got 'sorted'"),
         ("datasets:\n  a:\n    timestamp_order: true\n", "datasets.a.timestamp_order: expected one of strict, sort, got true"),
-        ("datasets:\n  a:\n    colour: red\n", "datasets.a.colour: unknown key 'colour'; allowed keys: attack_families, description, format, generated, path, required_splits, splits, timestamp_order"),
+        ("datasets:\n  a:\n    colour: red\n", "datasets.a.colour: unknown key 'colour'; allowed keys: attack_families, description, format, generated, onboarding, path, required_splits, splits, timestamp_order"),
         ("datasets:\n  a: {}\nextra: 1\n", "extra: unknown key 'extra'; allowed keys: all, datasets, version"),
         ("all: []\ndatasets:\n  a: {}\n", "all: expected a non-empty list of strings, got []"),
         ("version: 1\n", "datasets: missing required field; expected an object"),

@@ -315,7 +315,9 @@ def test_extra_args_dependency_manifest_is_the_default_template(tmp_path):
 
 def test_pinnable_stages_follow_the_dag():
     assert pinnable(["teacher"], ["fusion"]) == {("preprocess", None), ("autoencoder", "teacher"), ("curriculum", "teacher")}
-    assert pinnable(["teacher"], ["autoencoder", "curriculum", "fusion", "evaluation"]) == {("preprocess", None)}
+    assert pinnable(["teacher"], ["autoencoder", "curriculum", "fusion", "onboarding", "evaluation"]) == {("preprocess", None)}
+    assert ("onboarding", "teacher") in pinnable(["teacher"], ["evaluation"])
+    assert ("onboarding", "teacher") not in pinnable(["teacher"], ["fusion", "evaluation"])  # it reads the fusion the job retrains
     assert ("fusion", "teacher") in pinnable(["student_kd"], ["fusion"])  # the distillation teacher
 
 
@@ -398,7 +400,7 @@ def test_bad_bundle_names_its_field(tmp_path):
     bundle.write_text(json.dumps({"kind": "bundle", "dataset": "hcrl_sa", "variant": "teacher", "manifests": {"gat": "x"}}))
     msg = pipeline_error(tmp_path, **{**GOOD, "dependency_manifests": {"default": str(bundle)}})
     assert f"bundle {bundle}: kind: expected \"canids-dependency-bundle\", got 'bundle'" in msg
-    assert f"bundle {bundle}: manifests.gat: unknown key 'gat'; allowed keys: autoencoder, curriculum, fusion, preprocess" in msg
+    assert f"bundle {bundle}: manifests.gat: unknown key 'gat'; allowed keys: autoencoder, curriculum, fusion, onboarding, preprocess" in msg
 
 
 def test_bundle_manifest_digest_pins_one_run(tmp_path):

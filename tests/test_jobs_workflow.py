@@ -42,7 +42,7 @@ EXAMPLES = {
     "example_vgae": {"preprocess": 6, "autoencoder": 6, "all": 1},
     "example_gat": {"preprocess": 2, "autoencoder": 2, "curriculum": 2, "all": 1},
     "example_fusion": {"preprocess": 1, "autoencoder": 1, "curriculum": 1, "fusion": 1, "all": 1},
-    "example_pipeline": {"generate_synthetic": 1, "preprocess": 1, "autoencoder": 1, "curriculum": 1, "fusion": 1, "evaluation": 1, "all": 1},
+    "example_pipeline": {"generate_synthetic": 1, "preprocess": 1, "autoencoder": 1, "curriculum": 1, "fusion": 1, "onboarding": 1, "evaluation": 1, "all": 1},
 }
 
 
@@ -64,7 +64,7 @@ def test_fusion_alone_without_manifest_schedules_its_upstream(tmp_path, fake_dat
 def test_all_datasets_stages_and_variants_dry_run(tmp_path, fake_data_root):
     spec = write_spec(tmp_path / "all.json", {"name": "everything", "datasets": "all", "training_types": ["autoencoder", "curriculum", "fusion", "evaluation"], "variants": ["teacher", "student", "student_kd"]})
     out = snakemake(["-n", "--configfile", str(spec)], tmp_path, env={"CAN_DATA_ROOT": str(fake_data_root)}).stdout
-    assert job_counts(out) == {"preprocess": 6, "autoencoder": 18, "curriculum": 18, "fusion": 18, "evaluation": 18, "all": 1}
+    assert job_counts(out) == {"preprocess": 6, "autoencoder": 18, "curriculum": 18, "fusion": 18, "onboarding": 18, "evaluation": 18, "all": 1}
 
 
 def test_dry_run_with_slurm_profile_prints_rule_dataset_and_resources(tmp_path, fake_data_root):
@@ -144,7 +144,7 @@ def pipeline_run(tmp_path_factory, tiny_config_file) -> tuple[Path, Path, str]:
 @pytest.mark.integration
 def test_pipeline_spec_runs_for_real(pipeline_run):
     work, root, output = pipeline_run
-    assert job_counts(output) == {"generate_synthetic": 1, "preprocess": 1, "autoencoder": 1, "curriculum": 1, "fusion": 1, "evaluation": 1, "all": 1}
+    assert job_counts(output) == {"generate_synthetic": 1, "preprocess": 1, "autoencoder": 1, "curriculum": 1, "fusion": 1, "onboarding": 1, "evaluation": 1, "all": 1}
     metrics = load_json(root / "synthetic/teacher/evaluation/metrics.json")
     assert metrics["splits"]["test_01_known_vehicle_known_attack"]["fusion"]["n_windows"] > 0
     for stage in ("autoencoder", "curriculum", "fusion", "evaluation"):
@@ -192,9 +192,9 @@ def test_pin_in_the_same_root_is_never_rebuilt(pipeline_run, tmp_path, tiny_conf
     spec = {"name": "same_root", "datasets": ["synthetic"], "training_types": ["fusion", "evaluation"], "variant": "teacher", "extra_args": {"epochs": 1, "steps": 100}}
     env = {"CAN_EXPERIMENT_ROOT": str(root)}
     unpinned = snakemake(["-n", "--configfile", str(write_spec(tmp_path / "a.json", spec)), str(tiny_config_file)], work, env=env).stdout
-    assert job_counts(unpinned) == {"autoencoder": 1, "curriculum": 1, "fusion": 1, "evaluation": 1, "all": 1}
+    assert job_counts(unpinned) == {"autoencoder": 1, "curriculum": 1, "fusion": 1, "onboarding": 1, "evaluation": 1, "all": 1}
     pinned = snakemake(["-n", "--configfile", str(write_spec(tmp_path / "b.json", {**spec, "dependency_manifests": {"default": str(bundle)}})), str(tiny_config_file)], work, env=env).stdout
-    assert job_counts(pinned) == {"fusion": 1, "evaluation": 1, "all": 1}
+    assert job_counts(pinned) == {"fusion": 1, "onboarding": 1, "evaluation": 1, "all": 1}
     assert f"{root}/synthetic/teacher/autoencoder/model.ckpt (before update)" in pinned
 
 

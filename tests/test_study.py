@@ -156,7 +156,7 @@ def test_the_dry_run_lists_the_points_and_what_they_share(tmp_path):
     proc = snakemake(["-n", "--configfile", str(spec)], tmp_path)
     assert "canids: study of 4 points (1 swept setting(s) x 2 seed(s))" in proc.stderr
     assert "shared by several points" in proc.stderr
-    assert job_counts(proc.stdout) == {"preprocess": 1, "generate_synthetic": 1, "autoencoder": 2, "curriculum": 2, "fusion": 4, "evaluation": 4, "study": 1, "all": 1, "total": 16}
+    assert job_counts(proc.stdout) == {"preprocess": 1, "generate_synthetic": 1, "autoencoder": 2, "curriculum": 2, "fusion": 4, "onboarding": 4, "evaluation": 4, "study": 1, "all": 1, "total": 20}
 
 
 def test_slurm_job_arrays_with_too_few_job_slots_are_refused_before_any_job(slurm_cluster, tmp_path):

@@ -17,6 +17,7 @@ import pytest
 from canids.data import readers, synthetic
 from canids.data.frames import Capture
 from canids.data.synthetic import dataset as synthetic_dataset
+from canids.data.synthetic.dataset import ONBOARDING_DIRECTORY
 from canids.data.traffic_stats import REAL_RANGES, traffic_stats, within_real_ranges
 
 SCALE = 0.05
@@ -88,7 +89,8 @@ def test_subset_of_splits_matches_full_run(items: dict) -> None:
 
 
 def test_layout_has_every_split_and_the_duplicate(dataset: Path) -> None:
-    assert sorted(p.name for p in dataset.iterdir() if p.is_dir()) == sorted(synthetic.SPLITS)
+    assert sorted(p.name for p in dataset.iterdir() if p.is_dir()) == sorted([*synthetic.SPLITS, ONBOARDING_DIRECTORY])
+    assert sorted(p.stem for p in (dataset / ONBOARDING_DIRECTORY).glob("*.csv")) == ["attack-free-B-1", "attack-free-B-2"]  # the unknown vehicle's, to onboard it
     for split in synthetic.SPLITS:
         assert list((dataset / split).glob("*.csv")), split
     original = dataset / "train_01_attack_free" / "attack-free-1.csv"
@@ -207,7 +209,7 @@ def test_every_split_has_a_few_hundred_windows_at_small_scale(items: dict) -> No
     windows: dict[str, int] = {}
     for it in items.values():
         windows[it.capture.split] = windows.get(it.capture.split, 0) + len(it.capture) // 100
-    assert set(windows) == set(synthetic.SPLITS)
+    assert set(windows) == {*synthetic.SPLITS, ONBOARDING_DIRECTORY}
     assert min(windows.values()) >= 200, windows
 
 
@@ -218,7 +220,7 @@ def test_attacks_are_labelled_and_rare(items: dict) -> None:
     for it in items.values():
         cap = it.capture
         share = cap.n_attack / len(cap)
-        if cap.split.startswith("train_01") or it.duplicate_of or cap.split == "test_05_suppress":
+        if cap.split.startswith("train_01") or it.duplicate_of or cap.split in ("test_05_suppress", ONBOARDING_DIRECTORY):
             assert share == 0.0, cap.name
         else:
             assert 0.01 <= share <= 0.10, (cap.name, share)

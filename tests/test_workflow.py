@@ -28,7 +28,7 @@ def job_counts(output: str) -> dict[str, int]:
 
 def test_dry_run_default_target_lists_every_stage(tmp_path):
     out = snakemake(["-n"], tmp_path).stdout
-    assert job_counts(out) == {"generate_synthetic": 1, "preprocess": 1, "autoencoder": 1, "curriculum": 1, "fusion": 1, "evaluation": 1, "all": 1}
+    assert job_counts(out) == {"generate_synthetic": 1, "preprocess": 1, "autoencoder": 1, "curriculum": 1, "fusion": 1, "onboarding": 1, "evaluation": 1, "all": 1}
 
 
 def test_targeting_one_dataset_by_path_schedules_only_its_chain(tmp_path, fake_data_root):
@@ -123,8 +123,8 @@ def test_rerun_is_a_no_op(tiny_run, tiny_config_file):
 
 def test_a_code_change_reruns_exactly_the_stages_that_run_it(tiny_run, tiny_config_file, tmp_path):
     """Snakemake tracks a rule's script, not the package it imports: each rule carries the digest
-    of the package code its stage runs. A real change to the fusion stage re-runs fusion and
-    evaluation (not the autoencoder or curriculum); documentation and comments re-run nothing."""
+    of the package code its stage runs. A real change to the fusion stage re-runs fusion,
+    onboarding and evaluation (not the autoencoder or curriculum); documentation and comments re-run nothing."""
     checkout = tmp_path / "checkout"  # the repository with its own copy of the package
     checkout.mkdir()
     for entry in REPO.iterdir():
@@ -143,7 +143,7 @@ def test_a_code_change_reruns_exactly_the_stages_that_run_it(tiny_run, tiny_conf
     fusion.write_text(original.replace('"""', '"""Reworded documentation. ', 1) + "\n# a new comment\n")
     assert planned() == {}
     fusion.write_text(original + "\n\nSIMULATED_FAILURE_FLOOR = 0.0\n")
-    assert planned() == {"fusion": 1, "evaluation": 1, "all": 1}
+    assert planned() == {"fusion": 1, "onboarding": 1, "evaluation": 1, "all": 1}
 
 
 def test_a_corrupted_upstream_checkpoint_is_rebuilt_before_anything_downstream_is_touched(tiny_run, tiny_config_file, tmp_path):

@@ -12,7 +12,9 @@ stages need the detector's stages, the workflow needs everything.
 Output paths are the project's public interface::
 
     ROOT/{dataset}/preprocess/manifest.json            (+ graphs/train.pt, graphs/test.pt)
-    ROOT/{dataset}/{variant}/{stage}/manifest.json      (+ the stage's artifacts)
+    ROOT/{dataset}/{variant}/{stage}/manifest.json      (+ the stage's artifacts; onboarding/calibration.json
+                                                         holds one recalibration per unseen vehicle, beside the
+                                                         zero-shot checkpoints it never touches)
     ROOT/{dataset}/logs/[{variant}/]{rule}.log          ROOT/{dataset}/benchmarks/[{variant}/]{rule}.tsv
     ROOT/.resume/{dataset}/{variant}/{stage}/           resume state of an interrupted training stage
 """
@@ -42,6 +44,7 @@ __all__ = [
     "ATTACK_FREE_SPLIT",
     "dependencies",
     "file_name",
+    "onboarding_set",
     "output_key",
 ]
 
@@ -122,8 +125,17 @@ STAGES: Mapping[str, Stage] = MappingProxyType(
                 code="canids.workflow.train_fusion",
             ),
             _stage(
-                "evaluation",
+                "onboarding",
                 ("preprocess", "autoencoder", "curriculum", "fusion"),
+                per_variant=True,
+                trains=False,
+                artifacts={"calibration": "calibration.json"},
+                summary="the detector recalibrated, without labels or retraining, to each unseen vehicle's attack-free captures",
+                code="canids.workflow.onboard",
+            ),
+            _stage(
+                "evaluation",
+                ("preprocess", "autoencoder", "curriculum", "fusion", "onboarding"),
                 per_variant=True,
                 trains=False,
                 artifacts={
@@ -185,6 +197,11 @@ SPLITS: tuple[str, ...] = TRAIN_SPLITS + TEST_SPLITS
 ATTACK_FREE_SPLIT = TRAIN_SPLITS[0]
 #: Name of the held-out part of the training splits (a contiguous time block of each capture).
 VALIDATION = "val"
+
+
+def onboarding_set(split: str) -> str:
+    """Name of the graph set (and of the fingerprinted captures) onboarding the vehicle of test split ``split``."""
+    return f"onboarding.{split}"
 
 
 def output_key(stage: str, variant: str | None) -> tuple[str, str | None]:

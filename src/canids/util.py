@@ -104,6 +104,18 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _count_lines(path: str) -> int:
+    import gzip
+
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+    count = 0
+    with (gzip.open(path, "rb") if gz else open(path, "rb")) as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            count += chunk.count(b"\n")
+    return count
+
+
 class FileDigests:
     """sha256 of files, remembered by (size, mtime, ctime, inode) in a JSON file between runs.
 
@@ -138,23 +150,20 @@ class FileDigests:
 
     def lines(self, path: str | os.PathLike) -> int:
         """Newlines in a file (decompressed if gzip), remembered like the digest: an upper bound on its rows."""
-        import gzip
+        return int(self.remember(path, "lines", _count_lines))
 
+    def remember(self, path: str | os.PathLike, kind: str, compute: Callable[[str], Any]) -> Any:
+        """``compute(path)`` (JSON-serialisable), remembered like the digest under ``kind``."""
         st = os.stat(path)
-        key = "lines:" + os.path.abspath(path)
+        key = f"{kind}:{os.path.abspath(path)}"
         stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         known = self._known.get(key)
         if isinstance(known, list) and known[:4] == stamp:
-            return int(known[4])
-        with open(path, "rb") as raw:
-            gz = raw.read(2) == b"\x1f\x8b"
-        count = 0
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as handle:
-            for chunk in iter(lambda: handle.read(_CHUNK), b""):
-                count += chunk.count(b"\n")
-        self._known[key] = [*stamp, count]
+            return known[4]
+        value = compute(str(path))
+        self._known[key] = [*stamp, value]
         self._dirty = True
-        return count
+        return value
 
     def save(self) -> None:
         if self.cache is None or not self._dirty:

@@ -23,7 +23,7 @@ import os
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -39,8 +39,10 @@ from canids.data.dataset import (
     MissingDataError,
     check_name,
 )
+from canids.data.onboarding import ONBOARDING_SCHEMA, check_sources, onboarding_files, parse_onboarding
 from canids.data.readers import FORMATS, TIMESTAMP_ORDERS
 from canids.data.readers.names import FAMILY_PATTERN
+from canids.util import sha256_file
 from canids.validation import check
 
 __all__ = [
@@ -99,6 +101,7 @@ CATALOG_SCHEMA: dict[str, Any] = {
                         "propertyNames": {"type": "string", "minLength": 1},
                         "additionalProperties": {"type": "string", "pattern": FAMILY_PATTERN, "x-expected": "a family name: lower-case letters, digits and '_', starting with a letter"},
                     },
+                    "onboarding": ONBOARDING_SCHEMA,
                 },
             },
         },
@@ -150,6 +153,17 @@ class Catalog:
             raise CatalogError(
                 f"no datasets selected; use 'all' ({', '.join(self.all)}) or a list of: {', '.join(self.names)}"
             )
+        return out
+
+    def onboarding_files(self, name: str, digest: Callable[[Path], str] = sha256_file) -> dict[str, tuple[DatasetSpec, list[CaptureFile]]]:
+        """Per test split of ``name`` with a declared vehicle: the dataset the captures belong to
+        (its format and timestamp order read them) and the captures (``MissingDataError`` naming
+        the directory when there are none)."""
+        spec = self.get(name)
+        out = {}
+        for split, source in spec.onboarding.items():
+            source_spec = self.get(source.dataset)
+            out[split] = (source_spec, onboarding_files(spec, source_spec, source, digest))
         return out
 
 
@@ -210,6 +224,7 @@ def _spec(name: str, entry: dict[str, Any], data_root: Path, experiment_root: Pa
         root_origin=origin,
         timestamp_order=entry.get("timestamp_order", "strict"),
         attack_families=dict(entry.get("attack_families", {})),
+        onboarding=parse_onboarding(name, entry.get("onboarding", {}), splits),
     )
 
 
@@ -239,6 +254,7 @@ def load_catalog(
     origins = {"data_root": data_origin, "experiment_root": exp_origin}
     specs = {name: _spec(name, entry or {}, data, exp, origins) for name, entry in doc["datasets"].items()}
     all_names = list(doc.get("all", [n for n, s in specs.items() if not s.generated]))
+    check_sources(specs, {name: spec.onboarding for name, spec in specs.items()}, str(source))
     undefined = [n for n in all_names if n not in specs]
     if undefined:
         raise CatalogError(f"{source}: all: {undefined} are not defined under datasets (known: {', '.join(specs)})")

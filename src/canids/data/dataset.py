@@ -14,13 +14,16 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from canids.data.frames import Capture
 from canids.data.readers import capture_name, read_capture
 from canids.data.suppress import Suppression, load_suppressions
 from canids.shape import SPLITS, TRAIN_SPLITS
 from canids.util import sha256_file
+
+if TYPE_CHECKING:
+    from canids.data.onboarding import OnboardingSource
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,8 @@ class DatasetSpec:
     timestamp_order: str = "strict"
     #: name pattern -> attack family, tried before the name rules (``attack_type_from_name``)
     attack_families: dict[str, str] = field(default_factory=dict)
+    #: test split -> where its vehicle's attack-free captures are (``canids.data.onboarding.OnboardingSource``)
+    onboarding: dict[str, "OnboardingSource"] = field(default_factory=dict)
 
     @property
     def read_format(self) -> str | None:
@@ -143,7 +148,7 @@ class DatasetSpec:
             problem = None
             if not directory.is_dir():
                 problem = f"split directory {directory} not found"
-            elif not _list_captures(directory):
+            elif not list_captures(directory):
                 problem = f"split directory {directory} has no capture files ({_SUFFIX_TEXT})"
             if problem is None:
                 present.append(split)
@@ -165,7 +170,7 @@ class DatasetSpec:
         seen: dict[str, Path] = {}
         out: list[CaptureFile] = []
         for split in layout.present:
-            for path in _list_captures(self.split_dir(split)):
+            for path in list_captures(self.split_dir(split)):
                 sha = digest(path)
                 out.append(CaptureFile(path, split, sha, path.stat().st_size, seen.get(sha)))
                 seen.setdefault(sha, path)
@@ -216,7 +221,7 @@ _LISTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".txt")
 _SUFFIX_TEXT = ", ".join(f"*{s}" for s in _LISTED_SUFFIXES)
 
 
-def _list_captures(directory: Path) -> list[Path]:
+def list_captures(directory: Path) -> list[Path]:
     """Capture files directly in ``directory``, sorted by name (hidden files ignored)."""
     files = [
         p

@@ -69,7 +69,8 @@ class Detector:
         p_gat = clip_probability(F.softmax(self.gat(batch), -1)[:, 1])
         state = fusion_state(score, p_vgae, p_gat, self.calibration.threshold)
         alpha = self.policy.alphas()[self.policy(state).argmax(-1)]
-        return fused_decision(alpha, p_gat, p_vgae, self.thresholds.fusion).long(), fused_score(alpha, p_gat, p_vgae), alpha
+        t = self.thresholds
+        return fused_decision(alpha, p_gat, p_vgae, t.fusion, t.vgae_alone, t.gat_alone).long(), fused_score(alpha, p_gat, p_vgae), alpha
 
     def detect_graphs(self, graphs: GraphSet, batch_size: int = 256) -> np.ndarray:
         return torch.cat([self.decide(b)[0] for b in window_loader(graphs, None, batch_size)]).numpy()

@@ -46,9 +46,9 @@ def predict_split(out: DetectorOutputs, graphs: GraphSet, q_net, logreg: dict, t
 
 def at_thresholds(pred: SplitPredictions, out: DetectorOutputs, thresholds: DecisionThresholds) -> SplitPredictions:
     """The same predictions deciding at other thresholds, without running any model again
-    (the fused decision is its score reaching the threshold, as ``fused_decision`` says)."""
+    (the fused decision depends only on the scores, as ``fusion_rule.flagged`` says)."""
     vgae, gat, fusion = MODELS
-    detectors = {vgae: out.p_vgae >= thresholds.vgae, gat: out.p_gat >= thresholds.gat, fusion: pred.scores[fusion] >= thresholds.fusion}
+    detectors = {vgae: out.p_vgae >= thresholds.vgae, gat: out.p_gat >= thresholds.gat, fusion: thresholds.flagged(pred.scores[fusion], out.p_vgae, out.p_gat)}
     decisions = {**detectors, **{name: d for name, d in pred.decisions.items() if name not in detectors}}
     return replace(pred, decisions=decisions)
 

@@ -240,7 +240,7 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
     vgae_f1 = binary_metrics(yv, val_out.p_vgae >= F1_OPTIMAL)["f1"]
     hours = traffic_hours(graphs.t_start.numpy()[val_idx], graphs.capture.numpy()[val_idx])
     thresholds = DecisionThresholds.for_budget(fused, val_out.p_vgae, val_out.p_gat, yv == 0, hours, s.false_alarms_per_hour)
-    at_budget = binary_metrics(yv, fused >= thresholds.fusion, hours=hours)
+    at_budget = binary_metrics(yv, thresholds.flagged(fused, val_out.p_vgae, val_out.p_gat), hours=hours)
     logreg = fit_logistic_regression(out.state[train_idx], y[train_idx], seed=seed)
     return FusionResult(
         q_net=q_net,

@@ -9,7 +9,8 @@ without the runtime importing torch.
 
 The rule: action ``a`` of the DQN selects a fusion weight ``alpha``; the fused attack score is
 ``alpha * p_gat + (1 - alpha) * p_vgae``; a window is flagged when it reaches the decision
-threshold (0.5, or higher where a false-alarm budget put it).
+threshold (0.5, or higher where a false-alarm budget put it), or when one detector alone is
+beyond every score it gave attack-free traffic (``flagged``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["F1_OPTIMAL", "Ops", "SCALAR", "STATE_FEATURES", "VGAECalibration", "fused_decision", "fused_score", "fusion_state", "torch_ops"]
+__all__ = ["F1_OPTIMAL", "NEVER", "Ops", "SCALAR", "flagged", "STATE_FEATURES", "VGAECalibration", "fused_decision", "fused_score", "fusion_state", "torch_ops"]
 
 #: What the DQN sees of a window: both detectors' views, nothing else (see ``fusion_state``).
 STATE_FEATURES = ("p_vgae", "p_gat", "vgae_log_ratio", "gat_logit", "disagreement", "agree", "gat_entropy")
@@ -133,6 +134,24 @@ def fused_score(alpha: Any, p_gat: Any, p_vgae: Any) -> Any:
 F1_OPTIMAL = 0.5
 
 
-def fused_decision(alpha: Any, p_gat: Any, p_vgae: Any, threshold: float = F1_OPTIMAL) -> Any:
-    """The one decision rule: flag a window when the fused score reaches ``threshold``."""
-    return fused_score(alpha, p_gat, p_vgae) >= threshold
+#: A threshold no probability reaches: a detector that may never raise an alarm alone.
+NEVER = 2.0
+
+
+def flagged(score: Any, p_gat: Any, p_vgae: Any, threshold: float = F1_OPTIMAL, vgae_alone: float = NEVER, gat_alone: float = NEVER) -> Any:
+    """The one decision rule: the fused ``score`` reaches ``threshold``, or one detector is surer
+    than it ever was on attack-free traffic (``vgae_alone``, ``gat_alone``: see
+    ``canids.stages.thresholds``).
+
+    The second part is what keeps fusion from discarding evidence. The policy learnt on
+    validation, where a VGAE alarm the GAT contradicts was a false alarm; on a vehicle or an
+    attack the GAT never saw, the VGAE is the only detector that fires, and the policy trusted
+    the silent one (set_01's unseen vehicle, onboarded: VGAE F1 0.99, fusion 0.33). A detector
+    beyond every score it gave normal traffic is never outvoted.
+    """
+    return (score >= threshold) | (p_vgae >= vgae_alone) | (p_gat >= gat_alone)
+
+
+def fused_decision(alpha: Any, p_gat: Any, p_vgae: Any, threshold: float = F1_OPTIMAL, vgae_alone: float = NEVER, gat_alone: float = NEVER) -> Any:
+    """``flagged`` for the fused score of weight ``alpha``."""
+    return flagged(fused_score(alpha, p_gat, p_vgae), p_gat, p_vgae, threshold, vgae_alone, gat_alone)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from canids.util import atomic_path
-from canids.stages.fusion_rule import F1_OPTIMAL, SCALAR, VGAECalibration, fused_decision, fused_score, fusion_state
+from canids.stages.fusion_rule import F1_OPTIMAL, NEVER, SCALAR, VGAECalibration, fused_decision, fused_score, fusion_state
 
 if TYPE_CHECKING:  # the runtime itself never imports torch
     from canids.graphs.graphset import GraphSet
@@ -72,6 +72,7 @@ class StreamingDetector:
         self._threshold = float(meta["threshold"])
         self._calibration = VGAECalibration(self._threshold, float(meta["log_scale"]))
         self._decision_threshold = float(meta.get("decision_threshold", F1_OPTIMAL))  # exports older than the false-alarm budget: 0.5
+        self._alone = (float(meta.get("vgae_alone", NEVER)), float(meta.get("gat_alone", NEVER)))  # older exports: never alone
         self.uses_vocab = "input.vocab_table" in a or "vgae.id_decoder.w" in a
         self._dims = (a["input.w"].shape[0], self._layers[0].edge_w.shape[0] if self._layers else 0, a["vgae.graph_decoder.1.w"].shape[1])
         #: The training vocabulary's CAN IDs: ``Vocabulary(can_ids)`` builds windows for this detector.
@@ -132,6 +133,8 @@ class StreamingDetector:
             "threshold": float(detector.calibration.threshold),
             "log_scale": float(detector.calibration.log_scale),
             "decision_threshold": float(detector.thresholds.fusion),
+            "vgae_alone": float(detector.thresholds.vgae_alone),
+            "gat_alone": float(detector.thresholds.gat_alone),
         }
         return cls(arrays, meta)
 
@@ -214,7 +217,7 @@ class StreamingDetector:
             if i < len(self._policy) - 1:
                 q = np.maximum(q, 0.0)
         alpha = float(self._alphas[int(q.argmax())])
-        return Decision(int(fused_decision(alpha, p_gat, p_vgae, self._decision_threshold)), fused_score(alpha, p_gat, p_vgae), alpha)
+        return Decision(int(fused_decision(alpha, p_gat, p_vgae, self._decision_threshold, *self._alone)), fused_score(alpha, p_gat, p_vgae), alpha)
 
     def decide_graphs(self, graphs: "GraphSet") -> np.ndarray:
         """Decisions for every window of a ``GraphSet``, one window at a time (what a vehicle does)."""

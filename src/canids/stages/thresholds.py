@@ -7,6 +7,10 @@ false alarms on the held-out validation windows' normal traffic stay within
 ``fusion.<size>.false_alarms_per_hour`` times the hours that traffic lasts. Evaluation decides with
 these thresholds and reports the F1-optimal ones beside them; test data never moves a threshold.
 
+Each detector also gets an "alone" threshold: above the highest score it gave any normal
+validation window (no false alarm allowed), it flags a window whatever the fused score says,
+so fusion never discards a detector that is surer than it ever was on normal traffic.
+
 With little validation traffic the budget allows no false alarm at all (three minutes at 10 per
 hour is half an alarm), and the threshold then sits above the highest normal score, halfway to
 the next higher score.
@@ -15,10 +19,11 @@ the next higher score.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-from canids.stages.fusion_rule import F1_OPTIMAL
+from canids.stages.fusion_rule import F1_OPTIMAL, NEVER, flagged
 
 
 def budget_threshold(normal_scores: np.ndarray, all_scores: np.ndarray, hours: float, budget_per_hour: float, floor: float = F1_OPTIMAL) -> float:
@@ -52,6 +57,10 @@ class DecisionThresholds:
     vgae: float = F1_OPTIMAL
     gat: float = F1_OPTIMAL
     false_alarms_per_hour: float | None = None
+    #: where one detector flags a window whatever the fused score says: above every score it
+    #: gave the normal windows (``fusion_rule.flagged``); NEVER for the F1-optimal thresholds
+    vgae_alone: float = NEVER
+    gat_alone: float = NEVER
 
     @classmethod
     def f1_optimal(cls) -> "DecisionThresholds":
@@ -60,7 +69,13 @@ class DecisionThresholds:
     @classmethod
     def for_budget(cls, fused: np.ndarray, p_vgae: np.ndarray, p_gat: np.ndarray, normal: np.ndarray, hours: float, budget_per_hour: float) -> "DecisionThresholds":
         """Each threshold from the same normal windows (``normal``: a boolean mask) and traffic time."""
-        return cls(*(budget_threshold(np.asarray(v)[normal], v, hours, budget_per_hour) for v in (fused, p_vgae, p_gat)), false_alarms_per_hour=float(budget_per_hour))
+        fusion, vgae, gat = (budget_threshold(np.asarray(v)[normal], v, hours, budget_per_hour) for v in (fused, p_vgae, p_gat))
+        vgae_alone, gat_alone = (budget_threshold(np.asarray(v)[normal], v, hours, 0.0) for v in (p_vgae, p_gat))
+        return cls(fusion, vgae, gat, false_alarms_per_hour=float(budget_per_hour), vgae_alone=vgae_alone, gat_alone=gat_alone)
+
+    def flagged(self, fused: Any, p_vgae: Any, p_gat: Any) -> Any:
+        """Which windows the fused detector flags (``fusion_rule.flagged`` at these thresholds)."""
+        return flagged(fused, p_gat, p_vgae, self.fusion, self.vgae_alone, self.gat_alone)
 
     @classmethod
     def from_payload(cls, payload: dict) -> "DecisionThresholds":

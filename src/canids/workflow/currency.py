@@ -205,6 +205,8 @@ class Currency:
         if spec.generated and not Path(self.layout.generated_receipt(dataset)).exists():
             return ["raw data is regenerated"]
         files = [{"name": Path(f.path).name, "split": f.split, "sha256": f.sha256} for f in spec.capture_files(self.digests.sha256)]
+        onboarding = self.pipeline.catalog.onboarding_files(dataset, self.digests.sha256)
+        files += [{"name": f.path.name, "split": f.split, "sha256": f.sha256} for _, listed in onboarding.values() for f in listed]
         recorded = data.get("data_fingerprint") or {}
         if fingerprint(files, spec.attack_families)["sha256"] == recorded.get("sha256"):
             return []

@@ -161,7 +161,8 @@ class Pipeline:
         if spec.generated:
             return [self.layout.generated_receipt(dataset)]  # the generator rule's output
         spec.check_layout()
-        return [str(f.path) for f in spec.capture_files()]
+        onboarding = [str(f.path) for _, files in self.catalog.onboarding_files(dataset).values() for f in files]
+        return [str(f.path) for f in spec.capture_files()] + onboarding
 
     def pin(self, dataset: str, variant: str | None, stage: str) -> Pin | None:
         """The pinned manifest standing in for this stage output, if the spec pins it."""

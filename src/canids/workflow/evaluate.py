@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -12,6 +13,7 @@ from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
 from canids.stages.evaluation import MODELS, at_thresholds, predict_split, split_metrics
 from canids.stages.fusion_apply import detector_outputs
 from canids.stages.fusion_rule import VGAECalibration
+from canids.stages.onboarding import VehicleCalibration, onboarded_outputs
 from canids.stages.thresholds import DecisionThresholds
 from canids.stages.plots import plot_confusion, plot_curves, plot_training_curves
 from canids.stages.trainer import configure_threads
@@ -50,7 +52,17 @@ def run(job: Job) -> dict:
         f1_optimal[split] = {m: {k: alternative[m][k] for k in ALTERNATIVE_METRICS} for m in MODELS}
         f1 = " ".join(f"{m}={_f1_text(results[split][m])}" for m in MODELS)
         print(f"[evaluation] {dataset}/{variant} {split}: windows={len(graphs)} attack={graphs.n_attack} f1 {f1}", file=sys.stderr)
-    atomic_write_json(job.output("metrics"), json_safe({"dataset": dataset, "variant": variant, "study": {"run": job.run, "seed": job.settings.training.seed}, "thresholds": {"false_alarm_budget": thresholds.to_dict(), "f1_optimal": DecisionThresholds.f1_optimal().to_dict()}, "splits": results, "f1_optimal": f1_optimal, "skipped_splits": pre.data["metrics"].get("skipped_splits", {})}))
+    onboarding_m = load_manifest(job.inputs["onboarding"], stage="onboarding", dataset=dataset)
+    onboarded = {}
+    for split, entry in json.loads(onboarding_m.artifact("calibration").read_text())["vehicles"].items():
+        if split not in tests or len(tests[split]) == 0:
+            continue
+        vehicle = VehicleCalibration.from_dict(entry)
+        out = onboarded_outputs(vgae, gat, vehicle, tests[split])
+        onboarded[split] = split_metrics(predict_split(out, tests[split], q_net, fus_payload["logreg"], vehicle.thresholds), tests[split])
+        zero_shot = _f1_text(results[split]["fusion"])
+        print(f"[evaluation] {dataset}/{variant} {split} onboarded: f1 " + " ".join(f"{m}={_f1_text(onboarded[split][m])}" for m in MODELS) + f" (zero-shot fusion {zero_shot})", file=sys.stderr)
+    atomic_write_json(job.output("metrics"), json_safe({"dataset": dataset, "variant": variant, "study": {"run": job.run, "seed": job.settings.training.seed}, "thresholds": {"false_alarm_budget": thresholds.to_dict(), "f1_optimal": DecisionThresholds.f1_optimal().to_dict()}, "splits": results, "f1_optimal": f1_optimal, "onboarded": onboarded, "skipped_splits": pre.data["metrics"].get("skipped_splits", {})}))
     test_preds = {k: v for k, v in preds.items() if k != VALIDATION}
     plot_curves(test_preds or preds, job.output("roc_pr_curves"))
     plot_confusion(test_preds or preds, job.output("confusion_matrices"))
@@ -63,10 +75,10 @@ def run(job: Job) -> dict:
         variant=variant,
         artifacts={name: job.output(name) for name in STAGES[job.stage].artifacts},
         hyperparameters={**stage_settings(job.settings, job.stage, variant), "decision_rule": "fused score >= 0.5; VGAE threshold and GAT 0.5 from validation, never re-tuned on test"},
-        upstream=[pre, *models.values()],
+        upstream=[pre, *models.values(), onboarding_m],
         data_fingerprint={"sha256": pre.data["data_fingerprint"]["sha256"], "n_files": pre.data["data_fingerprint"]["n_files"]},
         wall_time_s=time.perf_counter() - t0,
-        metrics={"f1": summary},
+        metrics={"f1": summary, "onboarded_f1": {split: {model: onboarded[split][model]["f1"] for model in MODELS} for split in onboarded}},
     )
 
 

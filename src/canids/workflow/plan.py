@@ -106,6 +106,7 @@ def apply_plan(workflow: Any, pipeline: Pipeline) -> list[Stale]:
         for s in stale:
             print(f"  {s.describe(pipeline.root)}", file=sys.stderr)
     _check_windows(pipeline, currency, needed)
+    _check_onboarding(pipeline, currency, needed)
     _say_study(pipeline, needed)
     _check_array_jobs(workflow, currency, needed)
     if workflow.executor_plugin is not None and not workflow.dryrun:  # a run that executes jobs (not -n, --report, --lint)
@@ -120,6 +121,21 @@ def apply_plan(workflow: Any, pipeline: Pipeline) -> list[Stale]:
 
 class PlanError(ValueError):
     """A run that cannot succeed, refused before any job with what was expected."""
+
+
+def _check_onboarding(pipeline: Pipeline, currency: Currency, needed: list) -> None:
+    """Refuse onboarding captures that hold labelled attack frames, naming the file, before any job.
+
+    Each capture is read once; its count is remembered with the file digests."""
+    for dataset in dict.fromkeys(key[0] for key in needed):
+        if pipeline.catalog.get(dataset).generated:
+            continue  # the generator writes them attack-free, after planning; preprocessing still checks
+        for split, (source_spec, files) in pipeline.catalog.onboarding_files(dataset, currency.digests.sha256).items():
+            for f in files:
+                attack = currency.digests.remember(f.path, "attack_frames", lambda path, spec=source_spec, capture=f: int(spec.read(capture, strict=False).n_attack))
+                if attack:
+                    raise PlanError(f"{f.path}: onboarding capture for datasets.{dataset}.onboarding.{split} holds {attack} labelled attack frames; onboarding captures must be attack-free (test captures never onboard a vehicle)")
+    currency.digests.save()
 
 
 def _say_study(pipeline: Pipeline, needed: list) -> None:

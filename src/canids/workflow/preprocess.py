@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from canids.data.catalog import load_catalog
+from canids.data.catalog import Catalog, load_catalog
 from canids.data.frames import Capture
 from canids.graphs.build import build_graphs
 from canids.graphs.graphset import save_graphsets
 from canids.graphs.vocab import build_vocabulary
 from canids.settings import Settings, stage_settings
-from canids.shape import ATTACK_FREE_SPLIT, TRAIN_SPLITS, VALIDATION
+from canids.shape import ATTACK_FREE_SPLIT, TRAIN_SPLITS, VALIDATION, onboarding_set
 from canids.workflow.dag import resolve_repo_path
 from canids.workflow.job import Job
 from canids.workflow.manifest import fingerprint, write_manifest
@@ -47,6 +47,25 @@ def split_train_val(capture: Capture, val_fraction: float, positions: int = 10) 
     start = int(starts[best])
     train = [part for part in (capture.slice(0, start), capture.slice(start + size, n)) if len(part)]
     return train, capture.slice(start, start + size)
+
+
+def read_onboarding(catalog: Catalog, dataset: str, file_records: list[dict], *, strict: bool) -> dict[str, list[Capture]]:
+    """The attack-free captures of each unseen-vehicle test split's vehicle (``canids.data.onboarding``),
+    recorded in ``file_records`` (so the data fingerprint covers them); one with a labelled
+    attack frame is refused, naming the file."""
+    out: dict[str, list[Capture]] = {}
+    for split, (source_spec, files) in catalog.onboarding_files(dataset).items():
+        for f in files:
+            cap = source_spec.read(f, strict=strict)
+            if cap.n_attack:
+                raise OnboardingDataError(f"{f.path}: onboarding capture for datasets.{dataset}.onboarding.{split} holds {cap.n_attack} labelled attack frames; onboarding captures must be attack-free")
+            file_records.append({"name": f.path.name, "split": f.split, "sha256": f.sha256, "size_bytes": f.size, "duplicate_of": None, "source": f"{source_spec.name}/{f.path.parent.name}", "frames": len(cap)})
+            out.setdefault(split, []).append(cap)
+    return out
+
+
+class OnboardingDataError(ValueError):
+    """An onboarding capture that cannot describe a vehicle's normal traffic."""
 
 
 def run(job: Job) -> dict:
@@ -87,6 +106,7 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
     train = build_graphs(train_parts, vocab, size, stride)
     val = build_graphs(val_parts, vocab, size, stride)
     tests = {split: build_graphs(caps, vocab, size, stride) for split, caps in sorted(captures.items()) if split not in TRAIN_SPLITS}
+    onboarding = {onboarding_set(split): build_graphs(caps, vocab, size, stride) for split, caps in read_onboarding(catalog, dataset, file_records, strict=settings["strict"]).items()}
     if len(train) == 0 or len(val) == 0:
         longest = max((len(c) for c in train_parts), default=0)
         raise ValueError(
@@ -94,7 +114,7 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
             f"(the longest training part has {longest} frames, validation is {settings['val_fraction']} of each capture); expected a smaller window_size or val_fraction"
         )
     extra = {"vocab": vocab.to_dict(), "window_size": size, "stride": stride, "dataset": dataset}
-    save_graphsets(train_out, {"train": train, VALIDATION: val}, extra)
+    save_graphsets(train_out, {"train": train, VALIDATION: val, **onboarding}, extra)
     save_graphsets(test_out, tests, extra)
     wall = time.perf_counter() - t0
     metrics = {
@@ -106,6 +126,7 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
         "skipped_splits": dict(layout.skipped),
         "skipped_rows": {r["name"]: r.get("skipped_rows", 0) for r in file_records if r.get("skipped_rows")},
         "splits": {"train": train.summary(), VALIDATION: val.summary(), **{k: v.summary() for k, v in tests.items()}},
+        "onboarding": {k: v.summary() for k, v in onboarding.items()},
     }
     print(f"[preprocess] {dataset}: {n_frames} frames -> {len(train)} train / {len(val)} val / {sum(len(t) for t in tests.values())} test windows in {wall:.1f}s", file=sys.stderr)
     return write_manifest(

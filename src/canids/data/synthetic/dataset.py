@@ -27,7 +27,11 @@ from canids.data.synthetic.attacks import _ATTACKS
 from canids.data.synthetic.traffic import _Frames, _micros, legit_traffic
 from canids.data.synthetic.vehicles import Vehicle, _rng, make_fleet, vehicle_summary
 
-GENERATOR_VERSION = "1.1.0"  # 1.1: masquerade captures named timed/untimed
+GENERATOR_VERSION = "1.2.0"  # 1.1: masquerade captures named timed/untimed; 1.2: onboarding captures
+
+#: Attack-free captures of the unknown vehicle(s), for onboarding (``onboarding:`` in the catalog):
+#: not a split, so no stage trains or tests on them.
+ONBOARDING_DIRECTORY = "onboarding_unknown_vehicle"
 
 #: Captures restart at this epoch (2023-01-01 UTC), as set_01 of can-train-and-test does.
 BASE_EPOCH = 1672531200
@@ -114,10 +118,11 @@ def build(*, seed: int = 0, scale: float = 1.0, vehicles: int = 2, splits: Itera
         raise ValueError(f"scale must be > 0, got {scale!r}")
     if vehicles < 2:
         raise ValueError(f"vehicles must be >= 2 (a known and an unknown vehicle), got {vehicles!r}")
-    wanted = set(SPLITS if splits is None else splits)
-    unknown = sorted(wanted - set(SPLITS))
+    directories = (*SPLITS, ONBOARDING_DIRECTORY)
+    wanted = set(directories if splits is None else splits)
+    unknown = sorted(wanted - set(directories))
     if unknown:
-        raise ValueError(f"unknown split(s) {unknown}; expected some of {list(SPLITS)}")
+        raise ValueError(f"unknown split(s) {unknown}; expected some of {list(directories)}")
     fleet = make_fleet(seed, vehicles)
     plans = capture_plans(scale, [v.name for v in fleet])
     by_name = {v.name: v for v in fleet}
@@ -166,6 +171,7 @@ def capture_plans(scale: float, vehicle_names: Sequence[str]) -> list[_Plan]:
         _Plan(s[6], "suppress-2", known, "suppress", test, variant=1),
         _Plan(s[7], "masquerade-timed-1", known, "masquerade_timed", test, variant=0, stream="masquerade-3"),
         _Plan(s[7], "masquerade-timed-2", known, "masquerade_timed", test, variant=1, stream="masquerade-4"),
+        *(_Plan(ONBOARDING_DIRECTORY, f"attack-free-{name}-{k}", name, "normal", test) for name in unknown for k in (1, 2)),
     ]
 
 
