@@ -6,8 +6,10 @@ and prints one JSON line: per dataset and test split, the fusion F1, precision, 
 false alarms per hour at the false-alarm budget's thresholds (and F1 and false alarms at the
 F1-optimal ones), per-attack-type recall, the single detectors' F1, the student's F1 next to the
 teacher's, the false alarms per hour over all test splits together with a 95 % Poisson interval,
-and for each target whether it is met. Nothing is re-tuned here: the thresholds are the
-ones chosen on validation during training.
+the onboarded figures of unseen-vehicle splits beside the zero-shot ones, and for each target
+whether it is met (issue 13's figures, including "fusion keeps the evidence": fused F1 and AUROC
+within 0.02 of the best single detector on every test split). Nothing is re-tuned here: the
+thresholds are the ones chosen on validation during training (and on onboarding captures).
 
     python bench/detection_quality.py [--root experiment_runs] [--datasets synthetic hcrl_sa set_01]
 """
@@ -20,22 +22,33 @@ import os
 import sys
 from pathlib import Path
 
-T01, T02, T03, T04 = (
+T01, T02, T03, T04, T05, T06 = (
     "test_01_known_vehicle_known_attack",
     "test_02_unknown_vehicle_known_attack",
     "test_03_known_vehicle_unknown_attack",
     "test_04_unknown_vehicle_unknown_attack",
+    "test_05_suppress",
+    "test_06_masquerade",
 )
+ALL_TESTS = (T01, T02, T03, T04, T05, T06)
 
-#: (dataset, split) -> what must hold for the teacher's fusion detector.
+#: (dataset, split, zero-shot or onboarded) -> what must hold for the teacher's fusion detector
+#: (issue 13's figures; a split the data lacks is reported as missing, not as met).
 TARGETS = {
-    ("synthetic", T01): {"f1": 0.98, "per_type_recall": 0.9},
-    ("hcrl_sa", T01): {"f1": 0.99},
-    ("hcrl_sa", T03): {"f1": 0.90},
-    ("hcrl_sa", T02): {"precision": 0.8, "recall": 0.8},
-    ("hcrl_sa", T04): {"precision": 0.8, "recall": 0.8},
-    ("set_01", T01): {"f1": 0.95},
+    **{("synthetic", split, "splits"): {"f1": 0.95} for split in ALL_TESTS},
+    ("synthetic", T06, "splits"): {"f1": 0.95, "recall_of": {"masquerade_timed": 0.8}},
+    ("synthetic", T03, "splits"): {"f1": 0.95, "recall_of": {"masquerade_untimed": 0.8}},
+    ("synthetic", T05, "splits"): {"f1": 0.95, "recall_of": {"suppress": 0.8}},
+    ("set_01", T04, "splits"): {"f1": 0.6},
+    ("set_01", T04, "onboarded"): {"f1": 0.95},
+    ("set_02", T01, "splits"): {"f1": 0.99},
+    ("set_02", T04, "splits"): {"f1": 0.95},
+    **{("hcrl_sa", split, "splits"): {"f1": 0.99} for split in (T01, T02, T03, T04)},
 }
+#: Fusion may trail the best single detector by at most this much (F1 and AUROC), on every test split.
+EVIDENCE_GAP = 0.02
+#: At most this many false-positive windows on test_01 of the real datasets.
+TEST_01_FALSE_POSITIVES = {"hcrl_sa": 1, "set_01": 1, "set_02": 1}
 #: The student's fusion F1 may trail the teacher's by at most this much on test_01.
 STUDENT_F1_GAP = 0.02
 
@@ -65,6 +78,7 @@ def split_report(metrics: dict) -> dict:
         "false_positive_windows": fusion.get("fp"),
         "per_type_recall": {k: round(v["recall"], 4) for k, v in fusion.get("per_attack_type", {}).items()},
         "single_f1": {m: round(metrics[m]["f1"], 4) for m in ("vgae", "gat") if metrics.get(m, {}).get("f1") is not None},
+        "single_auroc": {m: round(metrics[m]["auroc"], 4) for m in ("vgae", "gat") if metrics.get(m, {}).get("auroc") is not None},
         "n_windows": fusion.get("n_windows"),
         "n_attack_windows": fusion.get("n_attack_windows"),
     }
@@ -74,16 +88,42 @@ def check(target: dict, report: dict) -> bool:
     ok = True
     for key in ("f1", "precision", "recall"):
         if key in target:
-            ok &= report["fusion"].get(key, 0.0) >= target[key]
-    if "per_type_recall" in target:
-        ok &= bool(report["per_type_recall"]) and min(report["per_type_recall"].values()) >= target["per_type_recall"]
+            ok &= (report["fusion"].get(key) or 0.0) >= target[key]
+    for family, recall in target.get("recall_of", {}).items():
+        ok &= report["per_type_recall"].get(family, 0.0) >= recall
     return bool(ok)
+
+
+def keeps_evidence(report: dict) -> bool | None:
+    """Fused F1 and AUROC at least the best single detector's minus EVIDENCE_GAP (None: no attack window)."""
+    if report["fusion"].get("f1") is None:
+        return None
+    f1_ok = report["fusion"]["f1"] >= max(report["single_f1"].values(), default=0.0) - EVIDENCE_GAP
+    auroc_ok = report["fusion"].get("auroc", 0.0) >= max(report["single_auroc"].values(), default=0.0) - EVIDENCE_GAP
+    return bool(f1_ok and auroc_ok)
+
+
+def dataset_targets(dataset: str, reports: dict[str, dict[str, dict]], result: list) -> None:
+    """Append each target of ``dataset`` (met, missed, or missing data) to ``result``."""
+    for (name, split, kind), target in TARGETS.items():
+        if name != dataset:
+            continue
+        report = reports[kind].get(split)
+        label = f"{dataset} {split} fusion{' onboarded' if kind == 'onboarded' else ''} {target}"
+        result.append({"target": label, "met": check(target, report) if report else None, **({} if report else {"missing": f"no {kind} result for {split}"})})
+    for split, report in reports["splits"].items():
+        ok = keeps_evidence(report)
+        if ok is not None:
+            result.append({"target": f"{dataset} {split} fusion F1 and AUROC >= max(VGAE, GAT) - {EVIDENCE_GAP}", "met": ok})
+    if dataset in TEST_01_FALSE_POSITIVES and T01 in reports["splits"]:
+        fp = reports["splits"][T01]["false_positive_windows"]
+        result.append({"target": f"{dataset} test_01 at most {TEST_01_FALSE_POSITIVES[dataset]} false-positive window", "met": fp is not None and fp <= TEST_01_FALSE_POSITIVES[dataset], "false_positive_windows": fp})
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=os.environ.get("CAN_EXPERIMENT_ROOT", "experiment_runs"))
-    parser.add_argument("--datasets", nargs="+", default=["synthetic", "hcrl_sa", "set_01"])
+    parser.add_argument("--datasets", nargs="+", default=["synthetic", "hcrl_sa", "set_01", "set_02"])
     args = parser.parse_args()
     root = Path(args.root)
     result: dict = {"benchmark": "detection_quality", "root": str(root), "datasets": {}, "targets": []}
@@ -98,16 +138,16 @@ def main() -> int:
             if split in f1_optimal:
                 alt = f1_optimal[split]["fusion"]
                 report["at_f1_optimal_threshold"] = {k: (round(alt[k], 4) if alt.get(k) is not None else None) for k in ("f1", "false_alarms_per_hour")}
-        entry: dict = {"teacher": per_split, "false_alarms_all_test_splits": false_alarm_rate(teacher)}
-        if student is not None and T01 in student and T01 in teacher:
-            gap = teacher[T01]["fusion"]["f1"] - student[T01]["fusion"]["f1"]
-            entry["student_test_01_f1"] = round(student[T01]["fusion"]["f1"], 4)
-            entry["student_f1_gap"] = round(gap, 4)
-            result["targets"].append({"target": f"{dataset} student F1 within {STUDENT_F1_GAP} of teacher on test_01", "met": gap <= STUDENT_F1_GAP})
-        for (name, split), target in TARGETS.items():
-            if name == dataset and split in per_split:
-                result["targets"].append({"target": f"{dataset} {split} fusion {target}", "met": check(target, per_split[split])})
+        onboarded = {split: split_report(m) for split, m in (load(root, dataset, "teacher", "onboarded") or {}).items()}
+        entry: dict = {"teacher": per_split, "onboarded": onboarded, "false_alarms_all_test_splits": false_alarm_rate(teacher)}
+        if student is not None:
+            gaps = {split: round(teacher[split]["fusion"]["f1"] - student[split]["fusion"]["f1"], 4) for split in teacher if split in student and split != "val" and teacher[split]["fusion"]["f1"] is not None and student[split]["fusion"]["f1"] is not None}
+            entry["student_f1_gap"] = gaps
+            result["targets"].append({"target": f"{dataset} student fusion F1 within {STUDENT_F1_GAP} of the teacher's on every test split", "met": bool(gaps) and max(gaps.values()) <= STUDENT_F1_GAP})
+        dataset_targets(dataset, {"splits": per_split, "onboarded": onboarded}, result["targets"])
         result["datasets"][dataset] = entry
+    met = [t["met"] for t in result["targets"]]
+    result["summary"] = {"met": met.count(True), "missed": met.count(False), "missing_data": met.count(None)}
     print(json.dumps(result))
     return 0
 

@@ -111,3 +111,29 @@ def test_onboarding_recalibrates_beside_the_zero_shot_results(tiny_run):
         assert metrics["splits"][split]["fusion"]["f1"] is not None  # zero-shot beside it
     evaluation = load_json(root / "teacher" / "evaluation" / "manifest.json")
     assert {u["stage"] for u in evaluation["upstream"]} >= {"fusion", "onboarding"}
+
+
+def test_the_cli_onboards_a_run_and_detects_with_it_refusing_attacks_and_other_runs(tiny_run, tmp_path, capsys):
+    from canids.cli import main
+
+    root = tiny_run / "experiment_runs" / "synthetic"
+    run, raw = root / "teacher", root / "raw"
+    onboarding = sorted(str(p) for p in (raw / "onboarding_unknown_vehicle").glob("*.csv"))
+    out = tmp_path / "vehicle.json"
+    assert main(["onboard", str(run), *onboarding, "--out", str(out)]) == 0
+    made = load_json(out)
+    assert made["vehicle"]["n_windows"] >= 20 and [c["name"] for c in made["vehicle"]["captures"]] == ["attack-free-B-1.csv", "attack-free-B-2.csv"]
+    stage = load_json(run / "onboarding" / "calibration.json")["vehicles"][T04]
+    assert made["vehicle"]["calibration"] == stage["calibration"]  # the CLI and the stage recalibrate alike
+    test = sorted(str(p) for p in (raw / T04).glob("*.csv"))
+    capsys.readouterr()
+    assert main(["detect", str(run), *test, "--onboarding", str(out), "--json"]) == 0
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["capture"] for r in reports] == test and all("caught" in r for r in reports)
+    # onboarding captures must be attack-free; an onboarding file belongs to one run
+    assert main(["onboard", str(run), test[0], "--out", str(tmp_path / "bad.json")]) == 1
+    assert "holds" in capsys.readouterr().err and not (tmp_path / "bad.json").exists()
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**made, "fusion_checkpoint_sha256": "0" * 64}))
+    assert main(["detect", str(run), test[0], "--onboarding", str(other)]) == 1
+    assert f"{other}: made for another detector" in capsys.readouterr().err

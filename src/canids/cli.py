@@ -7,6 +7,9 @@
     canids spec check FILE...            validate job specs (and their dependency manifests)
     canids export-manifest --dataset D --variant V --out FILE [--root DIR] [--relative-to-root]
                                          write a dependency bundle pinning a finished run's stages
+    canids onboard RUN CAPTURE... --out FILE
+                                         recalibrate RUN's detector to an unseen vehicle's attack-free captures
+    canids detect RUN|FILE CAPTURE... [--onboarding FILE]   flag windows of raw captures
 """
 
 from __future__ import annotations
@@ -216,10 +219,12 @@ def _export_detector(args: argparse.Namespace) -> int:
     from canids.stages.streaming import StreamingDetector
     from canids.util import sha256_file
 
+    from canids.stages.onboarding import OnboardingError
+
     run = Path(args.run)
     try:
-        runtime = StreamingDetector.from_run(run)
-    except FileNotFoundError as err:  # names the missing checkpoints
+        runtime = StreamingDetector.from_run(run, args.onboarding, args.vehicle)
+    except (FileNotFoundError, OnboardingError) as err:  # names the missing checkpoints, or the onboarding file
         print(f"FAILED: {err}", file=sys.stderr)
         return 1
     out = runtime.save(args.out)
@@ -258,9 +263,17 @@ def _detect(args: argparse.Namespace) -> int:
     from canids.graphs.vocab import Vocabulary
     from canids.stages.streaming import StreamingDetector, window_arrays
 
+    from canids.stages.onboarding import OnboardingError
+
     source = Path(args.detector)
+    if args.onboarding and not source.is_dir():
+        print(f"FAILED: --onboarding applies to a run directory; {source} is a file (export an onboarded detector with `canids export-detector RUN --onboarding FILE`)", file=sys.stderr)
+        return 1
     try:
-        detector = StreamingDetector.from_run(source) if source.is_dir() else StreamingDetector.load(source)
+        detector = StreamingDetector.from_run(source, args.onboarding, args.vehicle) if source.is_dir() else StreamingDetector.load(source)
+    except OnboardingError as err:
+        print(f"FAILED: {err}", file=sys.stderr)
+        return 1
     except (OSError, ValueError, KeyError) as err:
         print(f"FAILED: {source}: not a streaming detector file (canids export-detector) nor a finished variant run: {err}", file=sys.stderr)
         return 1
@@ -292,6 +305,46 @@ def _detect(args: argparse.Namespace) -> int:
             if len(alerts) > args.show:
                 print(f"  ... {len(alerts) - args.show} more (--show N, or --json for all)")
     return 1 if failed else 0
+
+
+def _onboard(args: argparse.Namespace) -> int:
+    """Recalibrate a finished run's detector to a vehicle from its attack-free captures (no labels, no retraining)."""
+    from canids.data.readers import read_capture
+    from canids.graphs.build import build_graphs
+    from canids.stages.detector import Detector, checkpoint_paths
+    from canids.stages.onboarding import KIND, OnboardingError, onboard
+    from canids.util import atomic_write_json, sha256_file
+
+    run = Path(args.run)
+    try:
+        paths = checkpoint_paths(run)
+    except FileNotFoundError as err:
+        print(f"FAILED: {err}", file=sys.stderr)
+        return 1
+    detector = Detector.from_checkpoints(*paths.values()).eval()
+    fmt, order = _capture_settings(run, args)
+    captures, records = [], []
+    for path in args.captures:
+        try:
+            capture = read_capture(path, fmt, strict=not args.lenient, timestamp_order=order)
+        except (OSError, ValueError) as err:  # DataFormatError names file, line and value
+            print(f"FAILED: {err}", file=sys.stderr)
+            return 1
+        if capture.n_attack:
+            print(f"FAILED: {path}: holds {capture.n_attack} labelled attack frames; onboarding captures must be attack-free", file=sys.stderr)
+            return 1
+        captures.append(capture)
+        records.append({"name": Path(path).name, "path": str(Path(path).resolve()), "sha256": sha256_file(path), "frames": len(capture)})
+    budget = detector.thresholds.false_alarms_per_hour
+    try:
+        vehicle = onboard(detector.vgae, detector.gat, detector.policy, detector.calibration, build_graphs(captures, detector.vocab, detector.window_size), budget if budget is not None else float("inf"), records)
+    except OnboardingError as err:
+        print(f"FAILED: {err}", file=sys.stderr)
+        return 1
+    atomic_write_json(args.out, {"kind": KIND, "run": str(run.resolve()), "fusion_checkpoint_sha256": sha256_file(paths["fusion"]), "vehicle": vehicle.to_dict()})
+    print(f"wrote {args.out}: {run} onboarded on {vehicle.n_windows} attack-free windows ({vehicle.hours * 60:.1f} min) of {len(captures)} capture(s); "
+          f"VGAE threshold {vehicle.calibration.threshold:.4g} (the vehicle's own), thresholds {vehicle.thresholds.to_dict()}; use it with `canids detect {run} --onboarding {args.out} CAPTURE...`")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,7 +383,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("export-detector", help="write a finished variant's detector as one NumPy-only file for in-vehicle, window-at-a-time use")
     p.add_argument("run", help="the variant's directory of a finished run: ROOT/DATASET/VARIANT")
     p.add_argument("--out", required=True, help="file to write (.npz)")
+    p.add_argument("--onboarding", metavar="FILE", help="export the detector recalibrated to a vehicle (see detect --onboarding)")
+    p.add_argument("--vehicle", metavar="SPLIT", help="which vehicle of a calibration.json (its test split)")
     p.set_defaults(func=_export_detector)
+    p = sub.add_parser("onboard", help="recalibrate a finished run's detector to a vehicle it never saw, from that vehicle's attack-free captures")
+    p.add_argument("run", help="the variant's directory of a finished run: ROOT/DATASET/VARIANT")
+    p.add_argument("captures", nargs="+", metavar="CAPTURE", help="attack-free raw captures of the vehicle (any supported format); never test captures")
+    p.add_argument("--out", required=True, help="onboarding file to write (JSON); pass it to detect/export-detector --onboarding")
+    p.add_argument("--lenient", action="store_true", help="skip malformed rows instead of stopping at the first")
+    p.add_argument("--timestamp-order", choices=list(TIMESTAMP_ORDERS), default=None, help="as for detect")
+    p.add_argument("--catalog", default="config/datasets.yaml", help="as for detect")
+    p.set_defaults(func=_onboard)
+
     p = sub.add_parser("detect", help="run a detector over raw captures window by window and list the windows it flags")
     p.add_argument("detector", help="a file written by export-detector, or a finished variant run ROOT/DATASET/VARIANT")
     p.add_argument("captures", nargs="+", metavar="CAPTURE", help="raw capture files (any supported format)")
@@ -339,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lenient", action="store_true", help="skip malformed rows instead of stopping at the first")
     p.add_argument("--timestamp-order", choices=list(TIMESTAMP_ORDERS), default=None, help="sort frames whose timestamps go back slightly (can-train-and-test injections); default: the catalog entry of a run directory's dataset, else strict")
     p.add_argument("--catalog", default="config/datasets.yaml", help="dataset catalog that says how a run directory's dataset is read (default: config/datasets.yaml)")
+    p.add_argument("--onboarding", metavar="FILE", help="recalibrate the run's detector to a vehicle first: a file of `canids onboard`, or the run's onboarding/calibration.json with --vehicle")
+    p.add_argument("--vehicle", metavar="SPLIT", help="which vehicle of a calibration.json (its test split)")
     p.set_defaults(func=_detect)
     args = parser.parse_args(argv)
     return int(args.func(args))

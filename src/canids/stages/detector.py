@@ -7,8 +7,9 @@ rule used in training and evaluation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
 from canids.stages.loaders import window_loader
 from canids.stages.fusion_rule import VGAECalibration, clip_probability, fused_decision, fused_score, fusion_state
 from canids.stages.thresholds import DecisionThresholds
+
+if TYPE_CHECKING:
+    from canids.stages.onboarding import VehicleCalibration
 
 
 def checkpoint_paths(variant_dir: str | Path) -> dict[str, Path]:
@@ -71,6 +75,12 @@ class Detector:
         alpha = self.policy.alphas()[self.policy(state).argmax(-1)]
         t = self.thresholds
         return fused_decision(alpha, p_gat, p_vgae, t.fusion, t.vgae_alone, t.gat_alone).long(), fused_score(alpha, p_gat, p_vgae), alpha
+
+    def onboarded(self, vehicle: "VehicleCalibration") -> "Detector":
+        """This detector recalibrated to a vehicle it never saw (``canids.stages.onboarding``); this one is untouched."""
+        from canids.stages.onboarding import onboarded_vgae
+
+        return replace(self, vgae=onboarded_vgae(self.vgae, vehicle), calibration=vehicle.calibration, thresholds=vehicle.thresholds)
 
     def detect_graphs(self, graphs: GraphSet, batch_size: int = 256) -> np.ndarray:
         return torch.cat([self.decide(b)[0] for b in window_loader(graphs, None, batch_size)]).numpy()

@@ -24,7 +24,9 @@ numbers, applied by evaluation, the deployable ``Detector`` and ``canids detect`
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,7 +42,11 @@ from canids.stages.fusion_rule import VGAECalibration
 from canids.stages.metrics import traffic_hours
 from canids.stages.thresholds import DecisionThresholds, budget_threshold
 
-__all__ = ["OnboardingError", "VehicleCalibration", "onboard", "onboarded_vgae"]
+__all__ = ["KIND", "OnboardingError", "VehicleCalibration", "onboard", "onboarded_outputs", "onboarded_vgae", "read_vehicle"]
+
+#: What an onboarding file says it is: the stage's calibration.json ("vehicles": per test split)
+#: and ``canids onboard``'s output ("vehicle").
+KIND = "canids.onboarding"
 
 #: Fewer attack-free windows than this cannot say where a vehicle's normal traffic lies.
 MIN_WINDOWS = 20
@@ -137,3 +143,26 @@ def onboarded_outputs(vgae: VGAE, gat: GATClassifier, vehicle: VehicleCalibratio
     """Both detectors' outputs on ``graphs`` as the onboarded detector sees them."""
     model = onboarded_vgae(vgae, vehicle)
     return outputs_from(torch.as_tensor(score_windows(model, graphs)), torch.as_tensor(predict_proba(gat, graphs)), vehicle.calibration)
+
+
+def read_vehicle(path: str | Path, fusion_checkpoint_sha256: str, split: str | None = None) -> VehicleCalibration:
+    """The vehicle calibration in an onboarding file, refused (naming the file) unless it was
+    made for the detector whose fusion checkpoint has ``fusion_checkpoint_sha256``.
+
+    A stage's calibration.json holds one vehicle per test split: ``split`` picks one (optional
+    when it holds exactly one).
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise OnboardingError(f"{path}: not an onboarding file ({err})") from None
+    if not isinstance(data, dict) or data.get("kind") != KIND:
+        raise OnboardingError(f"{path}: not an onboarding file (kind {data.get('kind') if isinstance(data, dict) else None!r}, expected {KIND!r}; write one with `canids onboard`)")
+    if data.get("fusion_checkpoint_sha256") != fusion_checkpoint_sha256:
+        raise OnboardingError(f"{path}: made for another detector (fusion checkpoint sha256 {data.get('fusion_checkpoint_sha256')}, this one's is {fusion_checkpoint_sha256}); onboard this run's detector instead")
+    vehicles = {"": data["vehicle"]} if "vehicle" in data else data.get("vehicles", {})
+    if split is None and len(vehicles) == 1:
+        return VehicleCalibration.from_dict(next(iter(vehicles.values())))
+    if split not in vehicles:
+        raise OnboardingError(f"{path}: no vehicle for {split!r}; it has: {', '.join(v or '(one vehicle)' for v in vehicles) or 'none'}")
+    return VehicleCalibration.from_dict(vehicles[split])

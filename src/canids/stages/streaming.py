@@ -139,14 +139,23 @@ class StreamingDetector:
         return cls(arrays, meta)
 
     @classmethod
-    def from_run(cls, variant_dir: str | Path) -> "StreamingDetector":
-        """From ``ROOT/{dataset}/{variant}`` of a finished run; records each checkpoint's sha256."""
+    def from_run(cls, variant_dir: str | Path, onboarding: str | Path | None = None, vehicle: str | None = None) -> "StreamingDetector":
+        """From ``ROOT/{dataset}/{variant}`` of a finished run, recalibrated to a vehicle when given
+        an ``onboarding`` file of that run (``canids onboard``, or the stage's calibration.json
+        with the test split as ``vehicle``); records each source's sha256."""
         from canids.stages.detector import Detector, checkpoint_paths
         from canids.util import sha256_file
 
         paths = checkpoint_paths(variant_dir)
-        runtime = cls.from_detector(Detector.from_checkpoints(*paths.values()))
-        runtime.meta["sources"] = {stage: sha256_file(path) for stage, path in paths.items()}
+        detector = Detector.from_checkpoints(*paths.values())
+        sources = {stage: sha256_file(path) for stage, path in paths.items()}
+        if onboarding is not None:
+            from canids.stages.onboarding import read_vehicle
+
+            detector = detector.onboarded(read_vehicle(onboarding, sources["fusion"], vehicle))
+            sources["onboarding"] = sha256_file(onboarding)
+        runtime = cls.from_detector(detector)
+        runtime.meta["sources"] = sources
         return runtime
 
     def save(self, path: str | Path) -> Path:

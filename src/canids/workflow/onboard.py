@@ -18,16 +18,12 @@ from canids.settings import stage_settings
 from canids.shape import DETECTOR_STAGES, TEST_SPLITS, onboarding_set
 from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
 from canids.stages.fusion_rule import VGAECalibration
-from canids.stages.onboarding import onboard
+from canids.stages.onboarding import KIND, onboard
 from canids.stages.thresholds import DecisionThresholds
 from canids.stages.trainer import configure_threads
 from canids.util import atomic_write_json
 from canids.workflow.job import Job
 from canids.workflow.manifest import load_manifest, write_manifest
-
-#: What calibration.json says it is.
-KIND = "canids.onboarding"
-
 
 def run(job: Job) -> dict:
     t0 = time.perf_counter()
