@@ -76,14 +76,14 @@ def test_bad_onboarding_captures_are_refused_before_any_job_naming_them(tmp_path
     assert not (work / "experiment_runs" / "car_a").exists(), "nothing ran"
 
 
-def test_a_detector_surer_than_on_any_normal_window_is_never_outvoted():
+def test_a_vgae_surer_than_on_any_normal_window_is_never_outvoted():
     rng = np.random.default_rng(0)
     normal = np.zeros(400, bool)
     normal[:300] = True
     p_vgae, p_gat = rng.uniform(0, 0.7, 400), rng.uniform(0, 0.4, 400)
     fused = 0.5 * (p_vgae + p_gat)
     t = DecisionThresholds.for_budget(fused, p_vgae, p_gat, normal, hours=0.1, budget_per_hour=10)
-    assert t.vgae_alone > p_vgae[normal].max() and t.gat_alone > max(p_gat[normal].max(), 0.5 - 1e-9)
+    assert t.vgae_alone > p_vgae[normal].max() and t.gat_alone == NEVER  # the GAT's confidence does not transfer
     # the policy weighs the GAT fully (fused = p_gat = 0.1) but the VGAE is beyond every normal score
     assert bool(flagged(np.array([0.1]), np.array([0.1]), np.array([t.vgae_alone]), t.fusion, t.vgae_alone, t.gat_alone)[0])
     assert not bool(flagged(np.array([0.1]), np.array([0.1]), np.array([t.vgae_alone - 1e-3]), t.fusion, t.vgae_alone, t.gat_alone)[0])

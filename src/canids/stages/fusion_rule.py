@@ -139,14 +139,14 @@ NEVER = 2.0
 
 
 def flagged(score: Any, p_gat: Any, p_vgae: Any, threshold: float = F1_OPTIMAL, vgae_alone: float = NEVER, gat_alone: float = NEVER) -> Any:
-    """The one decision rule: the fused ``score`` reaches ``threshold``, or one detector is surer
-    than it ever was on attack-free traffic (``vgae_alone``, ``gat_alone``: see
-    ``canids.stages.thresholds``).
+    """The one decision rule: the fused ``score`` reaches ``threshold``, or a detector is surer
+    than it ever was on attack-free traffic (``vgae_alone``; ``gat_alone`` is kept for symmetry
+    and set to NEVER, see ``canids.stages.thresholds``).
 
     The second part is what keeps fusion from discarding evidence. The policy learnt on
     validation, where a VGAE alarm the GAT contradicts was a false alarm; on a vehicle or an
     attack the GAT never saw, the VGAE is the only detector that fires, and the policy trusted
-    the silent one (set_01's unseen vehicle, onboarded: VGAE F1 0.99, fusion 0.33). A detector
+    the silent one (set_01's unseen vehicle, onboarded: VGAE F1 0.99, fusion 0.33). The VGAE
     beyond every score it gave normal traffic is never outvoted.
     """
     return (score >= threshold) | (p_vgae >= vgae_alone) | (p_gat >= gat_alone)
