@@ -79,44 +79,33 @@ def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None) -> 
     id_sorted = can_id[order]
     has_prev_sorted = np.r_[False, id_sorted[1:] == id_sorted[:-1]]
     has_prev2_sorted = has_prev_sorted & np.r_[False, has_prev_sorted[:-1]]
-    ia_sorted = np.maximum(np.r_[0.0, np.diff(ts[order])], _MIN_IA_S)
+    ia_sorted = inter_arrival(np.r_[0.0, np.diff(ts[order])])
     prev_ia_sorted = np.r_[_MIN_IA_S, ia_sorted[:-1]]
     payload_sorted = cap.payload[order]
     dlc_sorted = cap.dlc[order]
     diff_bytes = np.zeros((n, 8), bool)
     diff_bytes[1:] = payload_sorted[1:] != payload_sorted[:-1]
     dlc_changed = np.r_[False, dlc_sorted[1:] != dlc_sorted[:-1]]
-    used = np.arange(8)[None, :] < np.maximum(dlc_sorted, 1)[:, None]
-    byte_change_sorted = np.where(dlc_changed, 1.0, (diff_bytes & used).sum(axis=1) / np.maximum(dlc_sorted, 1))
-
-    # First sighting of an ID: "new" unless the capture is still warming up (every ID is
-    # new in a capture's first second, and that is not an attack).
     t_rel_sorted = ts[order] - (t0 if t0 is not None else ts[0] if n else 0.0)
-    warm = t_rel_sorted < _WARMUP_S
-    log_ia_sorted = np.where(has_prev_sorted, np.log10(ia_sorted), np.where(warm, _NEUTRAL_LOG_IA, _LOG_IA_MAX))
-    log_ia_sorted = np.clip(log_ia_sorted, _LOG_IA_MIN, _LOG_IA_MAX)
-    new_sorted = (~has_prev_sorted & ~warm) | (has_prev_sorted & (ia_sorted > _STALE_ID_S))
-    jitter_sorted = np.where(has_prev2_sorted, np.abs(np.log(ia_sorted / prev_ia_sorted)), 0.0)
-    jitter_sorted = np.minimum(jitter_sorted, _JITTER_CLIP)
+    log_ia_sorted, jitter_sorted, fast_sorted, new_sorted = timing_features(ia_sorted, prev_ia_sorted, has_prev_sorted, has_prev2_sorted, t_rel_sorted)
+    changed_sorted, byte_change_sorted = payload_change(diff_bytes, dlc_changed, dlc_sorted, has_prev_sorted)
 
     def unsort(values: np.ndarray, dtype=np.float32) -> np.ndarray:
         out = np.empty(n, dtype)
         out[order] = values
         return out
 
-    changed_sorted = diff_bytes.any(axis=1) | dlc_changed
-    dt_next = np.r_[np.diff(ts), 0.0]
     return {
         "can_id": can_id,
         "vocab": vocab.index(can_id),
         "log_ia": unsort(log_ia_sorted),
         "jitter": unsort(jitter_sorted),
-        "fast": unsort(has_prev_sorted & (ia_sorted < _FAST_IA_S)),
+        "fast": unsort(fast_sorted),
         "new_id": unsort(new_sorted),
-        "changed": unsort(changed_sorted & has_prev_sorted),
-        "byte_change": unsort(np.where(has_prev_sorted, byte_change_sorted, 0.0)),
+        "changed": unsort(changed_sorted),
+        "byte_change": unsort(byte_change_sorted),
         "entropy": payload_entropy(cap.payload, cap.dlc),
-        "dt_next_ms": (np.maximum(dt_next, 0.0) * 1e3).astype(np.float32),
+        "dt_next_ms": gap_ms(np.r_[np.diff(ts), 0.0]),
     }
 
 
@@ -201,38 +190,8 @@ def window_graphs(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: in
     cnt = count.astype(np.float32)
 
     frame_idx = idx[order]
-    per_frame = np.column_stack([ff[name][frame_idx] for name in ("log_ia", "jitter", "changed", "byte_change", "entropy", "new_id")])
-    payload = cap.payload[frame_idx].astype(np.float32) * (1.0 / 255.0)
-    means = np.add.reduceat(per_frame, starts, axis=0) / cnt[:, None]
-    log_ia = per_frame[:, 0]
-    min_log_ia = np.minimum.reduceat(log_ia, starts)
-    max_log_ia = np.maximum.reduceat(log_ia, starts)
-    max_jitter = np.maximum.reduceat(per_frame[:, 1], starts)
-    # Spread of each byte across the node's frames, averaged over bytes.
-    byte_mean = np.add.reduceat(payload, starts, axis=0) / cnt[:, None]
-    byte_sq = np.add.reduceat(payload * payload, starts, axis=0) / cnt[:, None]
-    payload_std = np.sqrt(np.maximum(byte_sq - byte_mean * byte_mean, 0.0)).mean(axis=1)
-    log_ia_scale = _LOG_IA_MAX - _LOG_IA_MIN
-
+    x = node_features(np.stack([ff[name][frame_idx] for name in NODE_FRAME_COLUMNS]), cap.payload[frame_idx], starts, cnt)
     node_vocab = ff["vocab"][frame_idx[starts]]
-    # No feature counts nodes or frames per ID, and none describes payload content (DLC,
-    # byte values): those differ between vehicles (a Spark window holds twice the IDs of a
-    # Sonata window) and made every window of an unseen vehicle look anomalous.
-    x = np.column_stack(
-        [
-            (means[:, 0] - _NEUTRAL_LOG_IA) / log_ia_scale,
-            (min_log_ia - _NEUTRAL_LOG_IA) / log_ia_scale,
-            (max_log_ia - _NEUTRAL_LOG_IA) / log_ia_scale,
-            means[:, 1] / _JITTER_CLIP,
-            max_jitter / _JITTER_CLIP,
-            means[:, 2],
-            means[:, 3],
-            means[:, 4] / 3.0,
-            payload_std,
-            means[:, 5],
-        ]
-    ).astype(np.float32)
-    assert x.shape[1] == len(NODE_FEATURES), (x.shape, len(NODE_FEATURES))
 
     inv_mat = inv.reshape(n_win, size)
     src, dst = inv_mat[:, :-1].ravel(), inv_mat[:, 1:].ravel()
@@ -240,33 +199,14 @@ def window_graphs(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: in
     edge_key = src.astype(np.int64) * n_nodes + dst
     e_key, e_inv, e_count = np.unique(edge_key, return_inverse=True, return_counts=True)
     e_src, e_dst = e_key // n_nodes, e_key % n_nodes
-    e_cnt = e_count.astype(np.float64)
-    dt_mean = np.bincount(e_inv, weights=dt, minlength=len(e_key)) / e_cnt
-    dt_var = np.maximum(np.bincount(e_inv, weights=dt**2, minlength=len(e_key)) / e_cnt - dt_mean**2, 0.0)
-    edge_attr = np.column_stack([np.log1p(e_cnt), np.log1p(dt_mean), np.log1p(np.sqrt(dt_var)), (e_src == e_dst).astype(np.float64)]).astype(np.float32)
-    assert edge_attr.shape[1] == len(EDGE_FEATURES)
+    dt_sum, dt_sq_sum = (np.bincount(e_inv, weights=w, minlength=len(e_key)) for w in (dt, dt**2))
+    edge_attr = edge_features(e_src, e_dst, e_count, dt_sum, dt_sq_sum)
     edge_ptr = np.searchsorted(node_win[e_src], np.arange(n_win + 1))
 
     ts = cap.timestamp[idx].reshape(n_win, size)
     labels = cap.label[idx].reshape(n_win, size)
     max_share = np.maximum.reduceat(cnt, node_ptr[:-1]) / size if n_nodes else np.zeros(n_win, np.float32)
-
-    def window_mean(name: str) -> np.ndarray:
-        return ff[name][idx].reshape(n_win, size).mean(axis=1)
-
-    # Window features are violations only: bus load, payload entropy or byte activity of a
-    # normal window are properties of the vehicle (they moved a Spark's normal windows 100x
-    # in VGAE error), while fast repeats, timing jitter and new IDs are zero on any
-    # healthy bus.
-    u = np.column_stack(
-        [
-            max_share,
-            window_mean("fast"),
-            window_mean("jitter") / _JITTER_CLIP,
-            window_mean("new_id"),
-        ]
-    ).astype(np.float32)
-    assert u.shape[1] == len(GRAPH_FEATURES)
+    u = graph_features(max_share, np.stack([ff[name][idx].reshape(n_win, size) for name in GRAPH_FRAME_COLUMNS], axis=1))
     return {
         "x": x,
         "node_vocab": node_vocab,
@@ -281,3 +221,144 @@ def window_graphs(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: in
         "capture": np.full(n_win, capture_index, np.int64),
         "t_start": ts[:, 0].astype(np.float64),
     }
+
+
+# --- The feature formulas, shared by ``build_graphs`` and the streaming builder ---------------
+# ``graphs.stream`` computes a live window's features from per-ID state instead of a capture
+# and calls these same functions, so each feature is defined once for both paths. A live
+# window runs them on arrays of ~100 elements, where a NumPy call costs about a microsecond
+# whatever its size: hence few calls, preallocated outputs instead of ``column_stack``, and
+# no ``np.mean`` / ``np.clip`` (their Python wrappers cost more than the arithmetic). Each
+# gives the bits of the plain formula it replaced (tests/test_graphs.py, and real captures
+# checked against the previous code), and a transcendental function always sees a
+# contiguous array (SIMD and scalar ``log`` may differ in the last bit).
+
+#: The per-frame columns whose per-node reductions ``node_features`` takes, in this order.
+NODE_FRAME_COLUMNS = ("log_ia", "jitter", "changed", "byte_change", "entropy", "new_id")
+#: The per-frame columns whose window means ``graph_features`` takes, in this order.
+GRAPH_FRAME_COLUMNS = ("fast", "jitter", "new_id")
+
+#: Per DLC, which of the 8 payload bytes count for ``byte_change``, as one word per DLC laid
+#: out like a frame's 8 difference flags viewed as one word.
+_USED_BYTES = (np.arange(8)[None, :] < np.maximum(np.arange(256), 1)[:, None]).view(np.uint64).ravel()
+#: Multiplying a word of 0/1 bytes by this sums its bytes into the top byte.
+_SUM_BYTES, _TOP_BYTE = np.uint64(0x0101010101010101), np.uint64(56)
+#: ``node_features``'s node statistics, one row each: the means of NODE_FRAME_COLUMNS
+#: (log_ia, jitter, changed, byte_change, entropy, new_id), min log_ia, max log_ia, max
+#: jitter, byte std. A feature is (statistic - offset) / scale (offset 0 / scale 1: as is),
+#: and ``x``'s columns are the statistics in NODE_FEATURES order.
+_STATS_OFFSET = np.array([_NEUTRAL_LOG_IA, 0, 0, 0, 0, 0, _NEUTRAL_LOG_IA, _NEUTRAL_LOG_IA, 0, 0], np.float32)[:, None]
+_STATS_SCALE = np.array([_LOG_IA_MAX - _LOG_IA_MIN, _JITTER_CLIP, 1, 1, 3, 1, _LOG_IA_MAX - _LOG_IA_MIN, _LOG_IA_MAX - _LOG_IA_MIN, _JITTER_CLIP, 1], np.float32)[:, None]
+_X_FROM_STATS = np.array([0, 6, 7, 1, 8, 2, 3, 4, 9, 5])
+_U_SCALE = np.array([1.0, _JITTER_CLIP, 1.0], np.float32)
+
+
+def inter_arrival(dt: np.ndarray) -> np.ndarray:
+    """Seconds since the previous frame of the same ID, floored (see ``_MIN_IA_S``)."""
+    return np.maximum(dt, _MIN_IA_S)
+
+
+def timing_features(ia: np.ndarray, prev_ia: np.ndarray, has_prev: np.ndarray, has_prev2: np.ndarray, t_rel: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(log_ia, jitter, fast, new_id)`` per frame from its inter-arrival ``ia``, the same
+    ID's previous inter-arrival ``prev_ia``, whether the ID had one / two earlier frames, and
+    the time since the capture started ``t_rel``. Values of ``ia`` where ``has_prev`` is
+    False (``prev_ia`` where ``has_prev2`` is) are never used."""
+    # First sighting of an ID: "new" unless the capture is still warming up (every ID is
+    # new in a capture's first second, and that is not an attack).
+    warm = t_rel < _WARMUP_S
+    log_ia = np.minimum(np.maximum(np.log10(ia), _LOG_IA_MIN), _LOG_IA_MAX)
+    log_ia = np.where(has_prev, log_ia, np.where(warm, _NEUTRAL_LOG_IA, _LOG_IA_MAX))
+    new_id = np.where(has_prev, ia > _STALE_ID_S, ~warm)
+    jitter = np.minimum(np.where(has_prev2, np.abs(np.log(ia / prev_ia)), 0.0), _JITTER_CLIP)
+    return log_ia, jitter, has_prev & (ia < _FAST_IA_S), new_id
+
+
+def payload_change(diff_bytes: np.ndarray, dlc_changed: np.ndarray, dlc: np.ndarray, has_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(changed, byte_change)`` per frame from which of its 8 bytes and whether its DLC
+    differ from the same ID's previous frame (``diff_bytes`` [n, 8] bool, ``dlc_changed``):
+    any difference, and the share of its DLC bytes that differ (1 on a DLC change)."""
+    diff = np.ascontiguousarray(diff_bytes).view(np.uint64).ravel()
+    n_diff = ((diff & _USED_BYTES[dlc]) * _SUM_BYTES) >> _TOP_BYTE
+    byte_change = np.where(dlc_changed, 1.0, n_diff / np.maximum(dlc, 1))
+    changed = (diff != 0) | dlc_changed
+    return changed & has_prev, np.where(has_prev, byte_change, 0.0)
+
+
+def gap_ms(dt: np.ndarray) -> np.ndarray:
+    """Time from a frame to the next (any ID) in ms, the edges' timing; float32."""
+    return (np.maximum(dt, 0.0) * 1e3).astype(np.float32)
+
+
+def node_features(frame_columns: np.ndarray, payload: np.ndarray, starts: np.ndarray, cnt: np.ndarray) -> np.ndarray:
+    """Node features ``x`` from the frames grouped by node: ``frame_columns``
+    [``NODE_FRAME_COLUMNS``, frames] float32 and their payloads [frames, 8], a node's frames
+    contiguous from ``starts[i]``, ``cnt[i]`` of them (float32)."""
+    n_cols = len(frame_columns)
+    # Everything summed per node, one row per quantity: the frame columns, the bytes scaled
+    # to [0, 1] and their squares. reduceat reduces each row on its own, as one call per
+    # quantity would, and rows keep every elementwise operation below contiguous.
+    values = np.empty((n_cols + 16, payload.shape[0]), np.float32)
+    values[:n_cols] = frame_columns
+    values[n_cols : n_cols + 8] = payload.T
+    values[n_cols : n_cols + 8] *= 1.0 / 255.0
+    np.multiply(values[n_cols : n_cols + 8], values[n_cols : n_cols + 8], out=values[n_cols + 8 :])
+    means = np.add.reduceat(values, starts, axis=1)
+    means /= cnt
+    byte_mean, byte_sq = means[n_cols : n_cols + 8], means[n_cols + 8 :]
+    # Spread of each byte across the node's frames, averaged over bytes (a node's 8 bytes
+    # contiguous, as the mean over them has always been taken).
+    byte_var = byte_sq - byte_mean * byte_mean
+    byte_std = np.sqrt(np.maximum(byte_var, 0.0, out=byte_var), out=byte_var)
+    payload_std = _mean_last_axis(byte_std.T.copy())
+    # No feature counts nodes or frames per ID, and none describes payload content (DLC,
+    # byte values): those differ between vehicles (a Spark window holds twice the IDs of a
+    # Sonata window) and made every window of an unseen vehicle look anomalous.
+    stats = np.concatenate(
+        [
+            means[:n_cols],
+            np.minimum.reduceat(values[:1], starts, axis=1),  # log_ia min
+            np.maximum.reduceat(values[:2], starts, axis=1),  # log_ia max, jitter max
+            payload_std[None],
+        ]
+    )
+    stats -= _STATS_OFFSET
+    stats /= _STATS_SCALE
+    x = stats[_X_FROM_STATS].T.copy()
+    assert x.shape[1] == len(NODE_FEATURES)
+    return x
+
+
+def edge_features(e_src: np.ndarray, e_dst: np.ndarray, e_count: np.ndarray, dt_sum: np.ndarray, dt_sq_sum: np.ndarray) -> np.ndarray:
+    """Edge features from each edge's transition count and the sum and sum of squares of
+    its transitions' ``gap_ms`` (float64, summed in frame order)."""
+    stats = np.empty((3, len(e_count)))  # count, dt mean, dt std: each log1p'd
+    e_cnt = stats[0]
+    e_cnt[:] = e_count
+    dt_mean = np.divide(dt_sum, e_cnt, out=stats[1])
+    dt_var = dt_sq_sum / e_cnt
+    dt_var -= dt_mean**2
+    np.sqrt(np.maximum(dt_var, 0.0, out=dt_var), out=stats[2])
+    edge_attr = np.empty((len(e_count), len(EDGE_FEATURES)), np.float32)
+    edge_attr[:, :3] = np.log1p(stats, out=stats).T
+    edge_attr[:, 3] = e_src == e_dst
+    return edge_attr
+
+
+def graph_features(max_share: np.ndarray, per_frame: np.ndarray) -> np.ndarray:
+    """Window features ``u`` [windows, 4] from the largest node's share of the frames and the
+    window's ``GRAPH_FRAME_COLUMNS`` values per frame [windows, 3, size] float32, frame order."""
+    # Window features are violations only: bus load, payload entropy or byte activity of a
+    # normal window are properties of the vehicle (they moved a Spark's normal windows 100x
+    # in VGAE error), while fast repeats, timing jitter and new IDs are zero on any
+    # healthy bus.
+    means = _mean_last_axis(per_frame)
+    u = np.empty((len(per_frame), len(GRAPH_FEATURES)), np.float32)
+    u[:, 0] = max_share
+    np.true_divide(means, _U_SCALE, out=u[:, 1:])
+    return u
+
+
+def _mean_last_axis(values: np.ndarray) -> np.ndarray:
+    """``values.mean(axis=-1)`` computed as ``np.mean`` computes it, without its Python overhead."""
+    means = np.add.reduce(values, axis=-1)
+    return np.true_divide(means, np.intp(values.shape[-1]), out=means, casting="unsafe")
