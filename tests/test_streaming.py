@@ -12,9 +12,11 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
+from canids.data.frames import Capture
 from canids.data.synthetic import generate_captures
-from canids.graphs.build import build_graphs
+from canids.graphs.build import build_graphs, payload_entropy
 from canids.graphs.stream import StreamingGraphBuilder
+from canids.graphs.stream_state import payload_entropy_lookup
 from canids.graphs.graphset import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES
 from canids.graphs.vocab import build_vocabulary
 from canids.models.dqn import DQNConfig, QNetwork
@@ -80,6 +82,84 @@ def test_streaming_builder_refuses_ragged_frames(captures):
     builder = StreamingGraphBuilder(vocab, 100)
     with pytest.raises(ValueError, match=r"one row per frame; got \[3, 3, 2, 3, 3\]"):
         builder.push(np.zeros(3), np.zeros(3), np.zeros(2), np.zeros((3, 8)))
+
+
+def hard_capture(seed: int = 0) -> Capture:
+    """Traffic that exercises every branch of the features: the warm-up second, periodic IDs
+    with DLC changes and repeated or rewritten payloads, a window of 120 distinct IDs, IDs
+    back after 6 s of silence, 29-bit IDs (past the builder's ID table), equal and
+    slightly decreasing timestamps, DLCs past 8 and bytes past the DLC."""
+    rng = np.random.default_rng(seed)
+    periodic = rng.choice(2048, 40, replace=False)
+    ids = np.concatenate([rng.choice(periodic, 1500), np.arange(0x100, 0x178), rng.choice(periodic, 400), [0x18FEF100 + i for i in range(40)] * 5, [0x12345, 0x7FF, 0] * 30, rng.choice(periodic, 1000)])
+    gaps = rng.exponential(1e-3, len(ids))
+    gaps[rng.random(len(ids)) < 0.03] = 0.0
+    gaps[rng.random(len(ids)) < 0.01] = -2e-5
+    gaps[2200] = 6.0  # every ID is stale after this
+    dlc = np.where(rng.random(len(ids)) < 0.9, 8, rng.integers(0, 16, len(ids))).astype(np.uint8)
+    payload = np.zeros((len(ids), 8), np.uint8)
+    last: dict[int, np.ndarray] = {}
+    for i, (can_id, roll) in enumerate(zip(ids.tolist(), rng.random(len(ids)))):
+        row = last.get(can_id, rng.integers(0, 256, 8, dtype=np.uint8)).copy()
+        if roll < 0.4:
+            row[rng.integers(8)] = rng.integers(256)
+        elif roll < 0.5:
+            row = rng.integers(0, rng.integers(1, 257), 8, dtype=np.uint8)
+        payload[i] = last[can_id] = row
+    label = (rng.random(len(ids)) < 0.02).astype(np.uint8)
+    return Capture(timestamp=1.7e9 + np.cumsum(gaps), can_id=ids.astype(np.int32), dlc=dlc, payload=payload, label=label, name="hard")
+
+
+@pytest.mark.parametrize("window_size,pushes", [(100, "window"), (100, "frame"), (7, "random"), (2, "random"), (250, "all")])
+def test_streaming_builder_matches_build_graphs_on_hard_traffic(captures, window_size, pushes):
+    """Bit for bit (dtype and bytes), however the frames arrive: a window at a time, one frame
+    at a time, in random chunks, or all at once."""
+    _, vocab = captures
+    capture = hard_capture()
+    expected = build_graphs([capture], vocab, window_size=window_size)
+    sizes = {"window": window_size, "frame": 1, "all": len(capture)}
+    rng = np.random.default_rng(window_size)
+    builder, got, start = StreamingGraphBuilder(vocab, window_size), [], 0
+    while start < len(capture):
+        rows = slice(start, start + (sizes.get(pushes) or int(rng.integers(1, 3 * window_size))))
+        got += builder.push(capture.timestamp[rows], capture.can_id[rows], capture.dlc[rows], capture.payload[rows], capture.label[rows])
+        start = rows.stop
+    assert len(got) == len(expected) == len(capture) // window_size
+    for i, (window, arrays) in enumerate(zip(got, window_arrays(expected, with_vocab=True))):
+        for name, a, b in zip(("x", "edge_index", "edge_attr", "u", "node_vocab"), window.arrays(), arrays):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == np.ascontiguousarray(b).tobytes(), f"window {i}: {name} differs"
+        assert (window.t_start, window.label) == (expected.t_start[i].item(), expected.y[i].item())
+    if window_size == 100:  # the traffic did reach the branches it is for
+        assert max(len(w.x) for w in got) >= 100 and any(w.label for w in got)
+        assert any(w.x[:, -1].any() for w in got[12:]) and any((w.x[:, 6] == 1).any() for w in got)  # new IDs after the warm-up; DLC changes
+
+
+def test_node_sums_of_a_window_and_of_a_capture_are_the_same_bits(captures, monkeypatch):
+    """``formulas._node_sums`` sums a live window's frames with one bincount and a capture's
+    with a bincount per column and packed integer byte sums: the graphs are the same bits
+    either way (with the test above, the streaming builder equals both)."""
+    from canids.graphs import formulas
+
+    _, vocab = captures
+    capture = hard_capture(seed=1)
+    for window_size, stride in [(100, 100), (300, 120), (7, 3)]:
+        built = []
+        for limit in (10**9, 0):  # every capture through the one-bincount path, then none
+            monkeypatch.setattr(formulas, "_ONE_BINCOUNT_MAX_FRAMES", limit)
+            built.append(build_graphs([capture], vocab, window_size=window_size, stride=stride))
+        for name in ("x", "edge_attr", "u"):
+            a, b = (getattr(graphs, name).numpy() for graphs in built)
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), (window_size, name)
+
+
+def test_entropy_lookup_is_payload_entropy():
+    """The streaming builder's table lookup gives ``payload_entropy``'s float32 bits for every
+    DLC (0-255) and any mix of repeated byte values."""
+    rng = np.random.default_rng(0)
+    dlc = rng.integers(0, 256, 50_000).astype(np.uint8)
+    dlc[:20_000] %= 9
+    payload = rng.integers(0, rng.integers(1, 257, (len(dlc), 1)), (len(dlc), 8)).astype(np.uint8)
+    assert payload_entropy_lookup(payload, dlc).tobytes() == payload_entropy(payload, dlc).tobytes()
 
 
 def random_detector(graphs, vocab, vgae_kw: dict, gat_kw: dict, seed: int) -> Detector:

@@ -15,24 +15,27 @@ import numpy as np
 
 from canids.data.frames import Capture
 from canids.data.suppress import Suppression, missed_frame_times, window_misses_a_frame
-from canids.graphs.features import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES
+from canids.graphs.formulas import (  # noqa: F401  (the scaling constants stay readable here, as tests read them)
+    _JITTER_CLIP,
+    _LOG_IA_MAX,
+    _LOG_IA_MIN,
+    _MIN_IA_S,
+    _NEUTRAL_LOG_IA,
+    GRAPH_FRAME_COLUMNS,
+    NODE_FRAME_COLUMNS,
+    edge_features,
+    gap_ms,
+    graph_features,
+    inter_arrival,
+    node_features,
+    payload_change,
+    payload_words,
+    timing_features,
+)
 from canids.graphs.vocab import Vocabulary
 
 if TYPE_CHECKING:  # imported where a GraphSet is built: the streaming path (graphs.stream) runs without torch
     from canids.graphs.graphset import GraphSet
-
-#: Inter-arrival floor (s): two frames of one ID 10 us apart are already impossible on CAN.
-_MIN_IA_S = 1e-5
-#: log10 inter-arrival range kept (0.1 ms .. 10 s) and the value of an ID's first sighting
-#: during a capture's warm-up (a typical 30 ms period: "nothing to say").
-_LOG_IA_MIN, _LOG_IA_MAX, _NEUTRAL_LOG_IA = -4.0, 1.0, -1.5
-_WARMUP_S = 1.0
-#: An ID silent this long and back again counts as new (fuzzing revisits IDs every few s).
-_STALE_ID_S = 5.0
-#: Same-ID repeats faster than this are flooding or injection on any vehicle (shortest
-#: real periods are 10 ms).
-_FAST_IA_S = 2e-3
-_JITTER_CLIP = 6.0
 
 
 def build_graphs(captures: list[Capture], vocab: Vocabulary, window_size: int = 100, stride: int | None = None) -> GraphSet:
@@ -79,46 +82,33 @@ def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None) -> 
     id_sorted = can_id[order]
     has_prev_sorted = np.r_[False, id_sorted[1:] == id_sorted[:-1]]
     has_prev2_sorted = has_prev_sorted & np.r_[False, has_prev_sorted[:-1]]
-    ia_sorted = np.maximum(np.r_[0.0, np.diff(ts[order])], _MIN_IA_S)
+    ia_sorted = inter_arrival(np.r_[0.0, np.diff(ts[order])])
     prev_ia_sorted = np.r_[_MIN_IA_S, ia_sorted[:-1]]
-    # A payload is one little-endian uint64: comparing frames is one XOR, not eight byte compares.
     payload_sorted = payload_words(cap.payload)[order]
     dlc_sorted = cap.dlc[order]
     diff_words = np.zeros(n, np.uint64)
     diff_words[1:] = payload_sorted[1:] ^ payload_sorted[:-1]
     dlc_changed = np.r_[False, dlc_sorted[1:] != dlc_sorted[:-1]]
-    used_bytes = np.maximum(dlc_sorted, 1)
-    n_changed = _nonzero_bytes(diff_words & _USED_BYTES_MASK[np.minimum(used_bytes, 8)])
-    byte_change_sorted = np.where(dlc_changed, 1.0, n_changed.astype(np.int64) / used_bytes)
-
-    # First sighting of an ID: "new" unless the capture is still warming up (every ID is
-    # new in a capture's first second, and that is not an attack).
     t_rel_sorted = ts[order] - (t0 if t0 is not None else ts[0] if n else 0.0)
-    warm = t_rel_sorted < _WARMUP_S
-    log_ia_sorted = np.where(has_prev_sorted, np.log10(ia_sorted), np.where(warm, _NEUTRAL_LOG_IA, _LOG_IA_MAX))
-    log_ia_sorted = np.clip(log_ia_sorted, _LOG_IA_MIN, _LOG_IA_MAX)
-    new_sorted = (~has_prev_sorted & ~warm) | (has_prev_sorted & (ia_sorted > _STALE_ID_S))
-    jitter_sorted = np.where(has_prev2_sorted, np.abs(np.log(ia_sorted / prev_ia_sorted)), 0.0)
-    jitter_sorted = np.minimum(jitter_sorted, _JITTER_CLIP)
+    log_ia_sorted, jitter_sorted, fast_sorted, new_sorted = timing_features(ia_sorted, prev_ia_sorted, has_prev_sorted, has_prev2_sorted, t_rel_sorted)
+    changed_sorted, byte_change_sorted = payload_change(diff_words, dlc_changed, dlc_sorted, has_prev_sorted)
 
     def unsort(values: np.ndarray, dtype=np.float32) -> np.ndarray:
         out = np.empty(n, dtype)
         out[order] = values
         return out
 
-    changed_sorted = (diff_words != 0) | dlc_changed
-    dt_next = np.r_[np.diff(ts), 0.0]
     return {
         "can_id": can_id,
         "vocab": unsort(_per_id(vocab.index, id_sorted, has_prev_sorted), np.int64),
         "log_ia": unsort(log_ia_sorted),
         "jitter": unsort(jitter_sorted),
-        "fast": unsort(has_prev_sorted & (ia_sorted < _FAST_IA_S)),
+        "fast": unsort(fast_sorted),
         "new_id": unsort(new_sorted),
-        "changed": unsort(changed_sorted & has_prev_sorted),
-        "byte_change": unsort(np.where(has_prev_sorted, byte_change_sorted, 0.0)),
+        "changed": unsort(changed_sorted),
+        "byte_change": unsort(byte_change_sorted),
         "entropy": payload_entropy(cap.payload, cap.dlc),
-        "dt_next_ms": (np.maximum(dt_next, 0.0) * 1e3).astype(np.float32),
+        "dt_next_ms": gap_ms(np.r_[np.diff(ts), 0.0]),
     }
 
 
@@ -143,23 +133,6 @@ def payload_entropy(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:
     if len(other_dlc):
         entropy[other_dlc] = _entropy_rows(payload[other_dlc], dlc[other_dlc])
     return entropy
-
-
-#: Per number of used bytes (0-8), the bits of those bytes in a payload word.
-_USED_BYTES_MASK = np.array([(1 << (8 * k)) - 1 for k in range(9)], np.uint64)
-
-
-def payload_words(payload: np.ndarray) -> np.ndarray:
-    """Each frame's 8 payload bytes as one uint64, byte ``j`` in bits ``8j .. 8j+7`` on any machine."""
-    return np.ascontiguousarray(payload, np.uint8).view("<u8").ravel()
-
-
-def _nonzero_bytes(words: np.ndarray) -> np.ndarray:
-    """How many of each word's 8 bytes are non-zero: fold each byte onto its low bit, count bits."""
-    words = words | (words >> np.uint64(4))
-    words |= words >> np.uint64(2)
-    words |= words >> np.uint64(1)
-    return np.bitwise_count(words & np.uint64(0x0101010101010101))
 
 
 def stable_order(values: np.ndarray) -> np.ndarray:
@@ -231,39 +204,6 @@ def window_labels(cap: Capture, frame_labels: np.ndarray, ts: np.ndarray) -> np.
     return y
 
 
-def _float32_columns(columns: list[np.ndarray]) -> np.ndarray:
-    """Columns side by side as float32, each cast once (no float64 matrix in between)."""
-    return np.stack(columns, axis=1, dtype=np.float32)
-
-
-def _segment_byte_sums(payload: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact sums of each byte column and of its squares over the row segments beginning at ``starts``.
-
-    Bytes are summed as integers in packed lanes: four 16-bit lanes per uint64 for the
-    bytes, two 32-bit lanes for their squares, one cumulative sum each, segment sums as
-    differences. Wrap-around cancels in the differences, and a segment of at most 257 rows
-    (a node holds at most a window's frames) cannot overflow a lane, so the sums are exact,
-    ~2x faster than summing 8 float columns per segment. Longer segments take NumPy's
-    per-segment integer sums (same values).
-    """
-    n = len(payload)
-    ends = np.r_[starts[1:], n]
-    if n == 0 or np.max(ends - starts) > _MAX_PACKED_SEGMENT:
-        wide = payload.astype(np.int64)
-        return np.add.reduceat(wide, starts, axis=0).astype(np.float64), np.add.reduceat(wide * wide, starts, axis=0).astype(np.float64)
-    sums = []
-    for lanes in (payload.astype("<u2"), np.square(payload.astype("<u4"))):
-        words = np.ascontiguousarray(lanes).view("<u8")
-        running = np.zeros((n + 1, words.shape[1]), np.uint64)
-        np.cumsum(words, axis=0, out=running[1:])
-        sums.append((running[ends] - running[starts]).view(lanes.dtype).astype(np.float64))
-    return sums[0], sums[1]
-
-
-#: Longest segment whose byte sums fit a 16-bit lane (257 * 255 < 2**16).
-_MAX_PACKED_SEGMENT = 257
-
-
 def _build_capture(cap: Capture, vocab: Vocabulary, size: int, stride: int, capture_index: int) -> dict[str, np.ndarray]:
     return window_graphs(cap, frame_features(cap, vocab), size, stride, capture_index)
 
@@ -299,43 +239,11 @@ def window_graphs(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: in
     cnt = count.astype(np.float32)
 
     frame_idx = idx[order]
-
-    def node_mean(values: np.ndarray) -> np.ndarray:
-        # float64 sums (bincount): exact for bytes, one rounding for features, and 3-6x
-        # faster than a float32 reduceat over each ID's frames
-        return np.bincount(node_of, weights=values, minlength=n_nodes) / count
-
-    means = [node_mean(ff[name][frame_idx]) for name in ("log_ia", "jitter", "changed", "byte_change", "entropy", "new_id")]
-    log_ia = ff["log_ia"][frame_idx]
-    min_log_ia = np.minimum.reduceat(log_ia, starts)
-    max_log_ia = np.maximum.reduceat(log_ia, starts)
-    max_jitter = np.maximum.reduceat(ff["jitter"][frame_idx], starts)
-    # Spread of each byte across the node's frames, averaged over bytes, from exact sums.
-    byte_sum, byte_sq_sum = _segment_byte_sums(cap.payload[frame_idx], starts)
-    byte_mean = byte_sum / count[:, None]
-    byte_var = np.maximum(byte_sq_sum / count[:, None] - byte_mean * byte_mean, 0.0)
-    payload_std = np.sqrt(byte_var).mean(axis=1) / 255.0
-    log_ia_scale = _LOG_IA_MAX - _LOG_IA_MIN
-
+    frame_columns = np.empty((len(NODE_FRAME_COLUMNS), len(frame_idx)), np.float32)
+    for row, name in zip(frame_columns, NODE_FRAME_COLUMNS):
+        np.take(ff[name], frame_idx, out=row)
+    x = node_features(frame_columns, cap.payload[frame_idx], node_of, starts, count)
     node_vocab = ff["vocab"][frame_idx[starts]]
-    # No feature counts nodes or frames per ID, and none describes payload content (DLC,
-    # byte values): those differ between vehicles (a Spark window holds twice the IDs of a
-    # Sonata window) and made every window of an unseen vehicle look anomalous.
-    x = _float32_columns(
-        [
-            (means[0] - _NEUTRAL_LOG_IA) / log_ia_scale,
-            (min_log_ia - _NEUTRAL_LOG_IA) / log_ia_scale,
-            (max_log_ia - _NEUTRAL_LOG_IA) / log_ia_scale,
-            means[1] / _JITTER_CLIP,
-            max_jitter / _JITTER_CLIP,
-            means[2],
-            means[3],
-            means[4] / 3.0,
-            payload_std,
-            means[5],
-        ]
-    )
-    assert x.shape[1] == len(NODE_FEATURES), (x.shape, len(NODE_FEATURES))
 
     inv_mat = inv.reshape(n_win, size)
     src, dst = inv_mat[:, :-1].ravel(), inv_mat[:, 1:].ravel()
@@ -343,33 +251,14 @@ def window_graphs(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: in
     edge_key = src.astype(np.int64) * n_nodes + dst
     e_key, e_inv, e_count = np.unique(edge_key, return_inverse=True, return_counts=True)
     e_src, e_dst = e_key // n_nodes, e_key % n_nodes
-    e_cnt = e_count.astype(np.float64)
-    dt_mean = np.bincount(e_inv, weights=dt, minlength=len(e_key)) / e_cnt
-    dt_var = np.maximum(np.bincount(e_inv, weights=dt**2, minlength=len(e_key)) / e_cnt - dt_mean**2, 0.0)
-    edge_attr = _float32_columns([np.log1p(e_cnt), np.log1p(dt_mean), np.log1p(np.sqrt(dt_var)), e_src == e_dst])
-    assert edge_attr.shape[1] == len(EDGE_FEATURES)
+    dt_sum, dt_sq_sum = (np.bincount(e_inv, weights=w, minlength=len(e_key)) for w in (dt, dt**2))
+    edge_attr = edge_features(e_src, e_dst, e_count, dt_sum, dt_sq_sum)
     edge_ptr = np.searchsorted(node_win[e_src], np.arange(n_win + 1))
 
     ts = cap.timestamp[idx].reshape(n_win, size)
     labels = cap.label[idx].reshape(n_win, size)
     max_share = np.maximum.reduceat(cnt, node_ptr[:-1]) / size if n_nodes else np.zeros(n_win, np.float32)
-
-    def window_mean(name: str) -> np.ndarray:
-        return ff[name][idx].reshape(n_win, size).mean(axis=1)
-
-    # Window features are violations only: bus load, payload entropy or byte activity of a
-    # normal window are properties of the vehicle (they moved a Spark's normal windows 100x
-    # in VGAE error), while fast repeats, timing jitter and new IDs are zero on any
-    # healthy bus.
-    u = _float32_columns(
-        [
-            max_share,
-            window_mean("fast"),
-            window_mean("jitter") / _JITTER_CLIP,
-            window_mean("new_id"),
-        ]
-    )
-    assert u.shape[1] == len(GRAPH_FEATURES)
+    u = graph_features(max_share, np.stack([ff[name][idx].reshape(n_win, size) for name in GRAPH_FRAME_COLUMNS], axis=1))
     return {
         "x": x,
         "node_vocab": node_vocab,

@@ -1,0 +1,241 @@
+"""The feature formulas, shared by ``build_graphs`` and the streaming builder.
+
+``graphs.build`` computes the features of every window of a recorded capture at once;
+``graphs.stream_window`` computes one live window's from per-ID state. Both call these
+functions, so each feature is defined once and the two paths give the same bits. A live
+window runs them on arrays of ~100 elements, where a NumPy call costs about a microsecond
+whatever its size: hence few calls, preallocated outputs instead of ``np.stack``, and no
+``np.mean`` / ``np.clip`` (their Python wrappers cost more than the arithmetic). A
+transcendental function always sees a contiguous array (SIMD and scalar ``log`` may differ
+in the last bit), and every sum adds the same numbers in the same order in both paths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from canids.graphs.features import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES
+
+#: Inter-arrival floor (s): two frames of one ID 10 us apart are already impossible on CAN.
+_MIN_IA_S = 1e-5
+#: log10 inter-arrival range kept (0.1 ms .. 10 s) and the value of an ID's first sighting
+#: during a capture's warm-up (a typical 30 ms period: "nothing to say").
+_LOG_IA_MIN, _LOG_IA_MAX, _NEUTRAL_LOG_IA = -4.0, 1.0, -1.5
+_WARMUP_S = 1.0
+#: An ID silent this long and back again counts as new (fuzzing revisits IDs every few s).
+_STALE_ID_S = 5.0
+#: Same-ID repeats faster than this are flooding or injection on any vehicle (shortest
+#: real periods are 10 ms).
+_FAST_IA_S = 2e-3
+_JITTER_CLIP = 6.0
+
+#: The per-frame columns whose per-node reductions ``node_features`` takes, in this order.
+NODE_FRAME_COLUMNS = ("log_ia", "jitter", "changed", "byte_change", "entropy", "new_id")
+#: The per-frame columns whose window means ``graph_features`` takes, in this order.
+GRAPH_FRAME_COLUMNS = ("fast", "jitter", "new_id")
+
+_LOG_IA_SCALE = _LOG_IA_MAX - _LOG_IA_MIN
+#: A node's NODE_FRAME_COLUMNS means become features as (mean - offset) / scale (float64; an
+#: offset 0 / scale 1 leaves a mean's bits as they are) ...
+_MEAN_OFFSET = np.array([_NEUTRAL_LOG_IA, 0, 0, 0, 0, 0], np.float64)[:, None]
+_MEAN_SCALE = np.array([_LOG_IA_SCALE, _JITTER_CLIP, 1, 1, 3, 1], np.float64)[:, None]
+#: ... and its log_ia min, log_ia max and jitter max likewise, in float32 (their dtype).
+_EXTREME_OFFSET = np.array([_NEUTRAL_LOG_IA, _NEUTRAL_LOG_IA, 0], np.float32)[:, None]
+_EXTREME_SCALE = np.array([_LOG_IA_SCALE, _LOG_IA_SCALE, _JITTER_CLIP], np.float32)[:, None]
+#: Where the means, the extremes and the byte spread go among ``x``'s columns (NODE_FEATURES).
+_X_MEAN_COLUMNS, _X_EXTREME_COLUMNS, _X_BYTE_STD_COLUMN = np.array([0, 3, 5, 6, 7, 9]), np.array([1, 2, 4]), 8
+_U_SCALE = np.array([1.0, _JITTER_CLIP, 1.0], np.float32)
+#: Up to this many frames, ``_node_sums`` sums everything with one bincount (a live window).
+_ONE_BINCOUNT_MAX_FRAMES = 4096
+#: Longest segment whose byte sums fit a 16-bit lane (257 * 255 < 2**16).
+_MAX_PACKED_SEGMENT = 257
+#: Per DLC (0-255), the top bit of each used byte of a payload word: the first max(DLC, 1)
+#: bytes, at most 8.
+_USED_BYTES_TOP_BITS = np.array([0x8080808080808080 & ((1 << (8 * min(max(dlc, 1), 8))) - 1) for dlc in range(256)], np.uint64)
+_LOW_7_BITS = np.uint64(0x7F7F7F7F7F7F7F7F)
+
+
+def inter_arrival(dt: np.ndarray) -> np.ndarray:
+    """Seconds since the previous frame of the same ID, floored (see ``_MIN_IA_S``)."""
+    return np.maximum(dt, _MIN_IA_S)
+
+
+def timing_features(ia: np.ndarray, prev_ia: np.ndarray, has_prev: np.ndarray, has_prev2: np.ndarray, t_rel: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(log_ia, jitter, fast, new_id)`` per frame from its inter-arrival ``ia``, the same
+    ID's previous inter-arrival ``prev_ia``, whether the ID had one / two earlier frames, and
+    the time since the capture started ``t_rel``. Values of ``ia`` where ``has_prev`` is
+    False (``prev_ia`` where ``has_prev2`` is) are never used."""
+    # First sighting of an ID: "new" unless the capture is still warming up (every ID is
+    # new in a capture's first second, and that is not an attack).
+    warm = t_rel < _WARMUP_S
+    log_ia = np.minimum(np.maximum(np.log10(ia), _LOG_IA_MIN), _LOG_IA_MAX)
+    log_ia = np.where(has_prev, log_ia, np.where(warm, _NEUTRAL_LOG_IA, _LOG_IA_MAX))
+    new_id = np.where(has_prev, ia > _STALE_ID_S, ~warm)
+    jitter = np.minimum(np.where(has_prev2, np.abs(np.log(ia / prev_ia)), 0.0), _JITTER_CLIP)
+    return log_ia, jitter, has_prev & (ia < _FAST_IA_S), new_id
+
+
+def payload_words(payload: np.ndarray) -> np.ndarray:
+    """Each frame's 8 payload bytes as one uint64, byte ``j`` in bits ``8j .. 8j+7`` on any
+    machine: comparing two frames' payloads is then one XOR, not eight byte compares."""
+    return np.ascontiguousarray(payload, np.uint8).view("<u8").ravel()
+
+
+def payload_change(diff_words: np.ndarray, dlc_changed: np.ndarray, dlc: np.ndarray, has_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(changed, byte_change)`` per frame from the XOR of its payload word with the same
+    ID's previous one (``diff_words``) and whether its DLC changed: any difference, and the
+    share of its used bytes that differ (1 on a DLC change)."""
+    n_changed = _used_nonzero_bytes(diff_words, dlc)
+    byte_change = np.where(dlc_changed, 1.0, n_changed / np.maximum(dlc, 1))  # uint8 / uint8: float64
+    changed = (diff_words != 0) | dlc_changed
+    return changed & has_prev, np.where(has_prev, byte_change, 0.0)
+
+
+def _used_nonzero_bytes(words: np.ndarray, dlc: np.ndarray) -> np.ndarray:
+    """How many of each word's used bytes (``_USED_BYTES_TOP_BITS``) are non-zero.
+
+    A byte is non-zero exactly when its top bit is set, or adding 0x7F to its low 7 bits
+    sets it (the sum stays below 0x100: no carry into the next byte); one bit per byte is
+    then counted. Five whole-array operations, where folding each byte onto its low bit
+    took eight: 1.5x faster on a capture, 2x on a live window.
+    """
+    top = words & _LOW_7_BITS
+    top += _LOW_7_BITS
+    top |= words
+    top &= _USED_BYTES_TOP_BITS[dlc]
+    return np.bitwise_count(top)
+
+
+def gap_ms(dt: np.ndarray) -> np.ndarray:
+    """Time from a frame to the next (any ID) in ms, the edges' timing; float32."""
+    return (np.maximum(dt, 0.0) * 1e3).astype(np.float32)
+
+
+def node_features(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.ndarray, starts: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Node features ``x`` [nodes, 10] float32 from the frames grouped by node:
+    ``frame_columns`` [``NODE_FRAME_COLUMNS``, frames] float32 and payloads [frames, 8]
+    uint8, each frame's node ``node_of`` (non-decreasing), a node's frames contiguous from
+    ``starts[i]``, ``count[i]`` of them (int64).
+
+    A node's means are float64 sums over its frames in frame order, divided by the count
+    (one rounding per feature, where float32 sums drifted by up to 1e-4); its byte spread
+    comes from exact integer sums of the bytes and their squares, scaled by 1/255 last.
+    """
+    n_cols = len(frame_columns)
+    # One row per quantity: the frame columns' means, the byte means, the byte square means.
+    means = _node_sums(frame_columns, payload, node_of, starts)
+    means /= count
+    byte_mean, byte_sq_mean = means[n_cols : n_cols + 8], means[n_cols + 8 :]
+    byte_var = np.multiply(byte_mean, byte_mean)
+    np.subtract(byte_sq_mean, byte_var, out=byte_var)
+    byte_std = np.sqrt(np.maximum(byte_var, 0.0, out=byte_var), out=byte_var)
+    # The spread of each byte across the node's frames, averaged over its 8 bytes, laid out
+    # [nodes, 8] (contiguous) as the sum over a node's bytes has always been taken.
+    payload_std = _mean_last_axis(np.ascontiguousarray(byte_std.T))
+    payload_std /= 255.0
+    column_means = means[:n_cols]
+    column_means -= _MEAN_OFFSET
+    column_means /= _MEAN_SCALE
+    extremes = np.empty((3, len(starts)), np.float32)
+    np.minimum.reduceat(frame_columns[0], starts, out=extremes[0])  # log_ia min
+    np.maximum.reduceat(frame_columns[:2], starts, axis=1, out=extremes[1:])  # log_ia max, jitter max
+    extremes -= _EXTREME_OFFSET
+    extremes /= _EXTREME_SCALE
+    # No feature counts nodes or frames per ID, and none describes payload content (DLC,
+    # byte values): those differ between vehicles (a Spark window holds twice the IDs of a
+    # Sonata window) and made every window of an unseen vehicle look anomalous.
+    # Each value is cast to float32 once, as np.stack(..., dtype=float32) casts it.
+    x = np.empty((len(starts), len(NODE_FEATURES)), np.float32)
+    columns = x.T
+    columns[_X_MEAN_COLUMNS] = column_means
+    columns[_X_EXTREME_COLUMNS] = extremes
+    columns[_X_BYTE_STD_COLUMN] = payload_std
+    return x
+
+
+def _node_sums(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per node (columns), float64 sums of each frame column, each byte and each byte's
+    square (rows: frame columns, 8 bytes, 8 squares). A frame column's sums are sequential
+    in frame order (``np.bincount``'s), and byte sums are exact integers, whichever way they
+    are computed: a live window's frames go through one bincount of all quantities (one
+    NumPy call), a capture's through a bincount per frame column and ``_segment_byte_sums``
+    (no float64 copy of every byte)."""
+    n_nodes, n_rows = len(starts), len(frame_columns) + 16
+    if len(node_of) <= _ONE_BINCOUNT_MAX_FRAMES:
+        values = np.empty((n_rows, len(node_of)))
+        values[:-16] = frame_columns
+        values[-16:-8] = payload.T
+        np.square(values[-16:-8], out=values[-8:])
+        bins = _QUANTITY[:n_rows] * n_nodes + node_of
+        return np.bincount(bins.ravel(), values.ravel(), n_rows * n_nodes).reshape(n_rows, n_nodes)
+    sums = np.empty((n_rows, n_nodes))
+    for row, column in zip(sums, frame_columns):
+        row[:] = np.bincount(node_of, weights=column, minlength=n_nodes)
+    _segment_byte_sums(payload, starts, out=sums[-16:].T)
+    return sums
+
+
+#: Quantity k of frame i goes to bincount bin k * nodes + node_of[i] (``_node_sums``).
+_QUANTITY = np.arange(64)[:, None]
+
+
+def _segment_byte_sums(payload: np.ndarray, starts: np.ndarray, out: np.ndarray) -> None:
+    """Exact sums of each byte column (into ``out[:, :8]``) and of its squares (``out[:, 8:]``)
+    over the row segments of ``payload`` beginning at ``starts``; ``out`` [segments, 16] may
+    be any view (a transposed one: the cast to its dtype and the transposition are one pass).
+
+    Bytes are summed as integers in packed lanes: four 16-bit lanes per uint64 for the
+    bytes, two 32-bit lanes for their squares, one cumulative sum each, segment sums as
+    differences. Wrap-around cancels in the differences, and a segment of at most 257 rows
+    (a node holds at most a window's frames) cannot overflow a lane, so the sums are exact,
+    ~2x faster than summing 8 float columns per segment. Longer segments take NumPy's
+    per-segment integer sums (same values).
+    """
+    n = len(payload)
+    ends = np.r_[starts[1:], n]
+    if n == 0 or np.max(ends - starts) > _MAX_PACKED_SEGMENT:
+        wide = payload.astype(np.int64)
+        out[:, :8] = np.add.reduceat(wide, starts, axis=0)
+        out[:, 8:] = np.add.reduceat(wide * wide, starts, axis=0)
+        return
+    for lanes, part in ((payload.astype("<u2"), out[:, :8]), (np.square(payload.astype("<u4")), out[:, 8:])):
+        words = np.ascontiguousarray(lanes).view("<u8")
+        running = np.zeros((n + 1, words.shape[1]), np.uint64)
+        np.cumsum(words, axis=0, out=running[1:])
+        part[:] = (running[ends] - running[starts]).view(lanes.dtype)
+
+
+def edge_features(e_src: np.ndarray, e_dst: np.ndarray, e_count: np.ndarray, dt_sum: np.ndarray, dt_sq_sum: np.ndarray) -> np.ndarray:
+    """Edge features from each edge's transition count and the sum and sum of squares of
+    its transitions' ``gap_ms`` (float64, summed in frame order)."""
+    stats = np.empty((3, len(e_count)))  # count, dt mean, dt std: each log1p'd
+    e_cnt = stats[0]
+    e_cnt[:] = e_count
+    dt_mean = np.divide(dt_sum, e_cnt, out=stats[1])
+    dt_var = dt_sq_sum / e_cnt
+    dt_var -= dt_mean**2
+    np.sqrt(np.maximum(dt_var, 0.0, out=dt_var), out=stats[2])
+    edge_attr = np.empty((len(e_count), len(EDGE_FEATURES)), np.float32)
+    edge_attr[:, :3] = np.log1p(stats, out=stats).T
+    edge_attr[:, 3] = e_src == e_dst
+    return edge_attr
+
+
+def graph_features(max_share: np.ndarray, per_frame: np.ndarray) -> np.ndarray:
+    """Window features ``u`` [windows, 4] from the largest node's share of the frames and the
+    window's ``GRAPH_FRAME_COLUMNS`` values per frame [windows, 3, size] float32, frame order."""
+    # Window features are violations only: bus load, payload entropy or byte activity of a
+    # normal window are properties of the vehicle (they moved a Spark's normal windows 100x
+    # in VGAE error), while fast repeats, timing jitter and new IDs are zero on any
+    # healthy bus.
+    means = _mean_last_axis(per_frame)
+    u = np.empty((len(per_frame), len(GRAPH_FEATURES)), np.float32)
+    u[:, 0] = max_share
+    np.true_divide(means, _U_SCALE, out=u[:, 1:])
+    return u
+
+
+def _mean_last_axis(values: np.ndarray) -> np.ndarray:
+    """``values.mean(axis=-1)`` computed as ``np.mean`` computes it, without its Python overhead."""
+    means = np.add.reduce(values, axis=-1)
+    return np.true_divide(means, np.intp(values.shape[-1]), out=means, casting="unsafe")

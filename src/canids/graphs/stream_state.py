@@ -1,0 +1,134 @@
+"""What the live graph builder remembers between windows, and its payload-entropy lookup.
+
+Every per-frame feature compares a frame with the previous one or two frames of the same
+CAN ID, so one row per ID holding that ID's last timestamp, last inter-arrival, how many
+frames it has had, last DLC and last payload (as one uint64 word) is the whole past the
+features need. Rows live in dense arrays: a window reads and writes the rows of its IDs
+with one gather / scatter per column, where a dict of per-frame tuples cost a Python loop
+over every frame.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+from canids.graphs.build import _entropy_rows
+from canids.graphs.formulas import inter_arrival
+from canids.graphs.vocab import Vocabulary
+
+#: IDs below this find their row in a direct table (11-bit standard IDs, and extended IDs up
+#: to 2^20); larger ones through a dict, slower but unbounded.
+_TABLE_LIMIT = 1 << 20
+
+
+class IdHistory:
+    """Per CAN ID, one row (in order of first sighting) of the state the features read."""
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        self.vocab = vocab
+        self.n_rows = 0
+        self._row_of_id = np.full(1 << 11, -1, np.int64)  # CAN ID -> row, -1: never seen
+        self._row_of_big_id: dict[int, int] = {}
+        self._allocate(64)
+
+    def _allocate(self, capacity: int) -> None:
+        """(Re)size the row arrays; rows past ``n_rows`` are unused."""
+        old = {name: getattr(self, name) for name in ("last_ts", "last_ia", "seen", "last_dlc", "last_word", "vocab_index")} if self.n_rows else {}
+        self.last_ts = np.zeros(capacity, np.float64)
+        #: Inter-arrival of the ID's last frame (floored as the features use it).
+        self.last_ia = np.zeros(capacity, np.float64)
+        #: Frames of the ID so far (the features ask whether it had one, and two).
+        self.seen = np.zeros(capacity, np.int64)
+        self.last_dlc = np.zeros(capacity, np.uint8)
+        #: The ID's last payload, its 8 bytes as one word (``formulas.payload_words``).
+        self.last_word = np.zeros(capacity, np.uint64)
+        #: The ID's vocabulary index, looked up once per ID rather than once per frame.
+        self.vocab_index = np.zeros(capacity, np.int64)
+        for name, values in old.items():
+            getattr(self, name)[: self.n_rows] = values[: self.n_rows]
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Row of each of ``ids`` (ascending, distinct), adding rows for IDs never seen."""
+        if ids[0] >= 0 and ids[-1] < len(self._row_of_id):
+            rows = self._row_of_id[ids]
+            if np.minimum.reduce(rows) >= 0:
+                return rows
+        return self._rows_slow(ids)
+
+    def _rows_slow(self, ids: np.ndarray) -> np.ndarray:
+        """``rows`` for windows with new IDs or IDs past the table: grow the table, add rows."""
+        if len(self._row_of_id) <= ids[-1] < _TABLE_LIMIT:
+            self._grow_table(int(ids[-1]))
+        in_table = (ids >= 0) & (ids < len(self._row_of_id))
+        rows = np.empty(len(ids), np.int64)
+        rows[in_table] = self._row_of_id[ids[in_table]]
+        rows[~in_table] = [self._row_of_big_id.get(i, -1) for i in ids[~in_table].tolist()]
+        new = np.flatnonzero(rows < 0)
+        if len(new):
+            rows[new] = self._add(ids[new])
+            self._row_of_id[ids[new][in_table[new]]] = rows[new][in_table[new]]
+            self._row_of_big_id.update(zip(ids[new][~in_table[new]].tolist(), rows[new][~in_table[new]].tolist()))
+        return rows
+
+    def advance(self, rows: np.ndarray, count: np.ndarray, last_ts: np.ndarray, last_ia: np.ndarray, last_dlc: np.ndarray, last_word: np.ndarray) -> None:
+        """Record a window: per row, its frames' count and its last frame's values."""
+        self.last_ts[rows] = last_ts
+        self.last_ia[rows] = last_ia
+        self.seen[rows] += count
+        self.last_dlc[rows] = last_dlc
+        self.last_word[rows] = last_word
+
+    def _grow_table(self, can_id: int) -> None:
+        """Widen the ID table to hold ``can_id``, moving in the IDs the dict held until now."""
+        table = np.full(1 << can_id.bit_length(), -1, np.int64)
+        table[: len(self._row_of_id)] = self._row_of_id
+        for big in [i for i in self._row_of_big_id if 0 <= i < len(table)]:
+            table[big] = self._row_of_big_id.pop(big)
+        self._row_of_id = table
+
+    def _add(self, ids: np.ndarray) -> np.ndarray:
+        """Rows for IDs never seen: no frame yet, vocabulary index looked up."""
+        rows = np.arange(self.n_rows, self.n_rows + len(ids))
+        if rows[-1] >= len(self.last_ts):
+            self._allocate(2 * (rows[-1] + 1))
+        self.n_rows += len(ids)
+        self.last_ia[rows] = inter_arrival(np.zeros(len(ids)))
+        self.vocab_index[rows] = self.vocab.index(ids.astype(np.int64))
+        return rows
+
+
+#: OR-ed onto a payload row by its DLC: bytes past the DLC become 255, so after sorting a
+#: row its first DLC bytes are exactly its present bytes in ascending order.
+_ABSENT_BYTES = np.where(np.arange(8)[None, :] < np.arange(256)[:, None], 0, 255).astype(np.uint8)
+_ABSENT_WORDS = _ABSENT_BYTES.view(np.uint64).ravel()  # the same, one word per DLC
+_BOUNDARY_BITS = (1 << np.arange(7)).astype(np.uint8)
+
+
+def payload_entropy_lookup(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:
+    """``build.payload_entropy`` of each row, bit for bit, at a quarter of its cost on a window.
+
+    A row's entropy depends only on its DLC and the run lengths of its sorted present bytes,
+    in ascending byte order (that is the order ``_entropy_rows`` sums the terms in). Those
+    run lengths are given by which of the 7 neighbour pairs of the sorted row differ, so
+    the entropy is one entry of a [256 DLC, 128 pattern] table that ``_entropy_table``
+    fills by running ``_entropy_rows`` itself on one row per entry: the definition stays
+    in ``build.py``; only its evaluation is cached.
+    """
+    words = np.ascontiguousarray(payload).view(np.uint64).ravel() | _ABSENT_WORDS[dlc]
+    rows = words.view(np.uint8).reshape(len(words), 8)
+    rows.sort(1)
+    pattern = (rows[:, 1:] != rows[:, :-1]).view(np.uint8) @ _BOUNDARY_BITS
+    return _entropy_table()[dlc, pattern]
+
+
+@cache
+def _entropy_table() -> np.ndarray:
+    """Entropy per (DLC, pattern of differing sorted neighbours), from one row per entry."""
+    dlc, pattern = np.meshgrid(np.arange(256), np.arange(128), indexing="ij")
+    bits = (pattern.reshape(-1, 1) >> np.arange(7)) & 1
+    # Byte j of the representative row = boundaries up to j: runs exactly where bits say.
+    values = np.zeros((bits.shape[0], 8), np.uint8)
+    values[:, 1:] = np.cumsum(bits, axis=1)
+    return _entropy_rows(values, dlc.reshape(-1).astype(np.uint8)).reshape(256, 128)

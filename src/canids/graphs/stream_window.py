@@ -1,0 +1,120 @@
+"""One live window's graph from its frames and the per-ID history: ``build.window_graphs``
+for a single window, with ``build.frame_features``'s per-frame inputs read from the history.
+
+A window is ~100 frames, so every NumPy call costs about a microsecond whatever it computes,
+and the cost of a window is the number of calls (~150 here). Rebuilding a small capture per
+window and rerunning the batch code took 4x more; this module computes the same numbers
+directly, with the formulas ``build.py`` uses (``graphs.formulas``: ``timing_features``,
+``payload_change``, ``node_features``, ``edge_features``, ``graph_features``): one
+definition of each feature.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from canids.graphs.formulas import GRAPH_FRAME_COLUMNS, NODE_FRAME_COLUMNS, edge_features, gap_ms, graph_features, inter_arrival, node_features, payload_change, payload_words, timing_features
+from canids.graphs.stream_state import IdHistory, payload_entropy_lookup
+
+
+# The rows _frame_features writes, by position.
+assert NODE_FRAME_COLUMNS == ("log_ia", "jitter", "changed", "byte_change", "entropy", "new_id"), NODE_FRAME_COLUMNS
+assert GRAPH_FRAME_COLUMNS == ("fast", "jitter", "new_id"), GRAPH_FRAME_COLUMNS
+
+
+def window_graph(history: IdHistory, t0: float, timestamp: np.ndarray, can_id: np.ndarray, dlc: np.ndarray, payload: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(x, edge_index, edge_attr, u, node_vocab)`` of one window, advancing ``history`` past it."""
+    n = len(timestamp)
+    # One stable sort groups the frames by ID, in time order within an ID: exactly the
+    # order frame_features and window_graphs sort into, so every reduction adds alike.
+    order = can_id.argsort(kind="stable")
+    ids = can_id[order]
+    first = np.empty(n, bool)
+    first[0] = True
+    np.not_equal(ids[1:], ids[:-1], first[1:])
+    starts = first.nonzero()[0]
+    rows = history.rows(ids[starts])
+    node = first.cumsum()
+    node -= 1
+    count = np.bincount(node)
+    last = starts + count
+    last -= 1
+    ts, frame_dlc, frame_payload = timestamp[order], dlc[order], payload[order]
+    words = payload_words(frame_payload)
+    per_frame, graph_frame, ia = _frame_features(history, rows, starts, first, order, ts, frame_dlc, frame_payload, words, t0)
+
+    cnt = count.astype(np.float32)
+    x = node_features(per_frame, frame_payload, node, starts, count)
+    node_of_frame = np.empty(n, np.int64)
+    node_of_frame[order] = node
+    edge_index, edge_attr = _edges(node_of_frame, len(starts), timestamp)
+    u = graph_features(np.maximum.reduce(cnt) / n, graph_frame)
+    history.advance(rows, count, ts[last], ia[last], frame_dlc[last], words[last])
+    return x, edge_index, edge_attr, u[0], history.vocab_index[rows]
+
+
+def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, first: np.ndarray, order: np.ndarray, ts: np.ndarray, dlc: np.ndarray, payload: np.ndarray, words: np.ndarray, t0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame features of the window's frames grouped by ID (``first`` marks each group's
+    start, ``rows`` its ID's history row, ``words`` are the payloads as ``payload_words``):
+    ``NODE_FRAME_COLUMNS`` [6, n] in grouped order, ``GRAPH_FRAME_COLUMNS`` [1, 3, n] for
+    ``graph_features``, and the frames' inter-arrivals.
+
+    A frame's predecessor of the same ID is the frame before it in its group, or for the
+    group's first frame the ID's history row: the same predecessor ``frame_features`` finds
+    in the whole capture, so the features are the same numbers.
+    """
+    seen = history.seen[rows]
+    has_prev = ~first
+    has_prev[starts] = seen > 0
+    ia = inter_arrival(ts - _previous(ts, starts, history.last_ts[rows]))
+    log_ia, jitter, fast, new_id = timing_features(ia, _previous(ia, starts, history.last_ia[rows]), has_prev, _previous(has_prev, starts, seen > 1), ts - t0)
+    diff_words = words ^ _previous(words, starts, history.last_word[rows])
+    changed, byte_change = payload_change(diff_words, dlc != _previous(dlc, starts, history.last_dlc[rows]), dlc, has_prev)
+    n = len(ts)
+    per_frame = np.empty((len(NODE_FRAME_COLUMNS), n), np.float32)  # rows in NODE_FRAME_COLUMNS order
+    per_frame[0] = log_ia
+    per_frame[1] = jitter
+    per_frame[2] = changed
+    per_frame[3] = byte_change
+    per_frame[4] = payload_entropy_lookup(payload, dlc)
+    per_frame[5] = new_id
+    # graph_features takes these in frame order, for its means to add alike. fast and new_id
+    # are 0 or 1, so any order adds them exactly: only jitter needs putting back.
+    graph_frame = np.empty((1, len(GRAPH_FRAME_COLUMNS), n), np.float32)  # GRAPH_FRAME_COLUMNS order
+    graph_frame[0, 0] = fast
+    graph_frame[0, 1, order] = jitter
+    graph_frame[0, 2] = new_id
+    return per_frame, graph_frame, ia
+
+
+def _previous(values: np.ndarray, starts: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """Each grouped frame's predecessor value: the previous frame's, or ``before`` at group
+    starts. (For ``has_prev``, with ``before`` = the ID had 2 frames: ``has_prev2``.)"""
+    out = np.empty(values.shape, values.dtype)
+    out[1:] = values[:-1]
+    out[starts] = before
+    return out
+
+
+def _edges(node_of_frame: np.ndarray, n_nodes: int, timestamp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(edge_index, edge_attr)``: one edge per distinct transition between consecutive
+    frames' nodes, ordered by (source, target) as ``window_graphs``'s ``np.unique`` orders them."""
+    key = node_of_frame[:-1] * n_nodes
+    key += node_of_frame[1:]
+    dt = gap_ms(timestamp[1:] - timestamp[:-1]).astype(np.float64)
+    # np.unique without its overhead: sorted distinct keys, and each transition's edge.
+    sorted_key = key.copy()
+    sorted_key.sort()
+    distinct = np.empty(len(key), bool)
+    distinct[0] = True
+    np.not_equal(sorted_key[1:], sorted_key[:-1], distinct[1:])
+    edge_key = sorted_key[distinct]
+    n_edges = len(edge_key)
+    edge_of_key = np.empty(n_nodes * n_nodes, np.int64)  # searchsorted, without its branches
+    edge_of_key[edge_key] = np.arange(n_edges)
+    edge = edge_of_key[key]
+    edge_index = np.empty((2, n_edges), np.int64)
+    np.divmod(edge_key, n_nodes, edge_index[0], edge_index[1])
+    # bincount adds each edge's values in frame order, as window_graphs's bincount does.
+    attr = edge_features(edge_index[0], edge_index[1], np.bincount(edge, None, n_edges), np.bincount(edge, dt, n_edges), np.bincount(edge, dt * dt, n_edges))
+    return edge_index, attr
