@@ -8,11 +8,9 @@ import time
 
 from canids.graphs.graphset import load_graphsets
 from canids.settings import stage_settings
-from canids.shape import DETECTOR_STAGES, STAGES, VALIDATION
-from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
+from canids.shape import STAGES, VALIDATION
 from canids.stages.evaluation import MODELS, at_thresholds, predict_split, split_metrics
 from canids.stages.fusion_apply import detector_outputs
-from canids.stages.fusion_rule import VGAECalibration
 from canids.stages.onboarding import VehicleCalibration, onboarded_outputs
 from canids.stages.thresholds import DecisionThresholds
 from canids.stages.plots import plot_confusion, plot_curves, plot_training_curves
@@ -20,6 +18,7 @@ from canids.stages.trainer import configure_threads
 from canids.util import atomic_write_json
 from canids.workflow.job import Job
 from canids.workflow.manifest import json_safe, load_manifest, write_manifest
+from canids.workflow.trained import load_trained
 
 
 #: What metrics.json keeps of the detectors at the F1-optimal thresholds, beside the budget's.
@@ -30,17 +29,13 @@ def run(job: Job) -> dict:
     t0 = time.perf_counter()
     configure_threads(job.threads)
     dataset, variant = job.dataset, job.variant
-    pre = load_manifest(job.inputs["preprocess"], stage="preprocess", dataset=dataset)
-    models = {stage: load_manifest(job.inputs[stage], stage=stage, dataset=dataset) for stage in DETECTOR_STAGES}
-    ae, gat_m, fus = (models[stage] for stage in DETECTOR_STAGES)
-    vgae, _ = load_vgae(ae.artifact("checkpoint"))
-    gat, _ = load_gat(gat_m.artifact("checkpoint"))
-    q_net, fus_payload = load_dqn(fus.artifact("checkpoint"))
-    calibration = VGAECalibration(**fus_payload["calibration"])
+    trained = load_trained(job)
+    pre, models = trained.preprocess, trained.manifests
+    vgae, gat, q_net, fus_payload, calibration = trained.vgae, trained.gat, trained.policy, trained.fusion_payload, trained.calibration
     tests, _ = load_graphsets(pre.artifact("test_graphs"))
     train_sets, _ = load_graphsets(pre.artifact("train_graphs"))
     splits = {VALIDATION: train_sets[VALIDATION], **tests}
-    thresholds = DecisionThresholds.from_payload(fus_payload)
+    thresholds = trained.thresholds
     results, preds, f1_optimal = {}, {}, {}
     for split, graphs in splits.items():
         if len(graphs) == 0:

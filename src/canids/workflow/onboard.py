@@ -15,27 +15,22 @@ import time
 
 from canids.graphs.graphset import load_graphsets
 from canids.settings import stage_settings
-from canids.shape import DETECTOR_STAGES, TEST_SPLITS, onboarding_set
-from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
-from canids.stages.fusion_rule import VGAECalibration
+from canids.shape import TEST_SPLITS, onboarding_set
 from canids.stages.onboarding import KIND, onboard
-from canids.stages.thresholds import DecisionThresholds
 from canids.stages.trainer import configure_threads
 from canids.util import atomic_write_json
 from canids.workflow.job import Job
-from canids.workflow.manifest import load_manifest, write_manifest
+from canids.workflow.manifest import write_manifest
+from canids.workflow.trained import load_trained
+
 
 def run(job: Job) -> dict:
     t0 = time.perf_counter()
     configure_threads(job.threads)
     dataset, variant = job.dataset, job.variant
-    pre = load_manifest(job.inputs["preprocess"], stage="preprocess", dataset=dataset)
-    models = {stage: load_manifest(job.inputs[stage], stage=stage, dataset=dataset) for stage in DETECTOR_STAGES}
-    vgae, _ = load_vgae(models["autoencoder"].artifact("checkpoint"))
-    gat, _ = load_gat(models["curriculum"].artifact("checkpoint"))
-    policy, fusion_payload = load_dqn(models["fusion"].artifact("checkpoint"))
-    calibration = VGAECalibration(**fusion_payload["calibration"])
-    budget = DecisionThresholds.from_payload(fusion_payload).false_alarms_per_hour
+    trained = load_trained(job)
+    pre, models = trained.preprocess, trained.manifests
+    budget = trained.thresholds.false_alarms_per_hour
     sets, _ = load_graphsets(pre.artifact("train_graphs"))
     files = pre.data["data_fingerprint"].get("files", [])
     vehicles = {}
@@ -44,7 +39,7 @@ def run(job: Job) -> dict:
         if name not in sets:
             continue
         captures = [{k: f.get(k) for k in ("name", "source", "sha256", "frames")} for f in files if f.get("split") == name]
-        vehicle = onboard(vgae, gat, policy, calibration, sets[name], budget if budget is not None else float("inf"), captures)
+        vehicle = onboard(trained.vgae, trained.gat, trained.policy, trained.calibration, sets[name], budget if budget is not None else float("inf"), captures)
         vehicles[split] = vehicle.to_dict()
         print(f"[onboarding] {dataset}/{variant} {split}: {vehicle.n_windows} attack-free windows ({vehicle.hours * 60:.1f} min) from {', '.join(c['source'] + '/' + c['name'] for c in captures)}; VGAE score scale {vehicle.score_scale[0]:.4g}/{vehicle.score_scale[1]:.4g}, thresholds {vehicle.thresholds.to_dict()}", file=sys.stderr)
     if not vehicles:
