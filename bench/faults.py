@@ -43,7 +43,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-RULES = ("generate_synthetic", "preprocess", "autoencoder", "curriculum", "fusion", "evaluation")
+RULES = ("generate_synthetic", "preprocess", "autoencoder", "curriculum", "fusion", "onboarding", "evaluation")
 #: The tiny pipeline every fault hits; CHANGES make one rule (and what follows) rebuild.
 TINY = {
     "synthetic": {"seed": 0, "scale": 0.03, "vehicles": 2},
@@ -58,7 +58,8 @@ CHANGES = {
     "autoencoder": ("autoencoder.teacher", "learning_rate"),
     "curriculum": ("curriculum.teacher", "learning_rate"),
     "fusion": ("fusion.teacher", "learning_rate"),
-    "evaluation": None,  # evaluation has no setting: its outputs are deleted instead
+    "onboarding": None,  # onboarding and evaluation have no setting: their outputs are deleted instead
+    "evaluation": None,
 }
 SLOW = {"CANIDS_TEST_EPOCH_SLEEP_S": "1.0"}  # epochs of >= 1 s: a kill lands inside training
 
@@ -99,7 +100,7 @@ class Campaign:
     def change(self, rule: str) -> None:
         """Change one setting of ``rule`` (or remove evaluation's outputs) so that it rebuilds."""
         if CHANGES[rule] is None:
-            shutil.rmtree(self.root / "synthetic/teacher/evaluation", ignore_errors=True)
+            shutil.rmtree(self.root / "synthetic/teacher" / rule, ignore_errors=True)
             return
         section, key = CHANGES[rule]
         node = self.config

@@ -49,7 +49,7 @@ def test_changed_settings_are_seen_from_any_working_directory_and_the_reason_is_
     assert "synthetic/teacher/curriculum: settings changed: epochs 4 -> 2" in dry.stderr
     assert "synthetic/teacher/fusion: upstream curriculum is rebuilt" in dry.stderr
     jobs = re.findall(r"^rule (\w+):", dry.stdout, flags=re.M)
-    assert sorted(set(jobs) - {"all"}) == ["curriculum", "evaluation", "fusion"], jobs
+    assert sorted(set(jobs) - {"all"}) == ["curriculum", "evaluation", "fusion", "onboarding"], jobs
     assert "autoencoder: " not in dry.stderr
 
 
