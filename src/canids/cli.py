@@ -309,6 +309,7 @@ def _detect(args: argparse.Namespace) -> int:
 
 def _onboard(args: argparse.Namespace) -> int:
     """Recalibrate a finished run's detector to a vehicle from its attack-free captures (no labels, no retraining)."""
+    from canids.data.onboarding import attack_frames_message
     from canids.data.readers import read_capture
     from canids.graphs.build import build_graphs
     from canids.stages.detector import Detector, checkpoint_paths
@@ -331,7 +332,7 @@ def _onboard(args: argparse.Namespace) -> int:
             print(f"FAILED: {err}", file=sys.stderr)
             return 1
         if capture.n_attack:
-            print(f"FAILED: {path}: holds {capture.n_attack} labelled attack frames; onboarding captures must be attack-free", file=sys.stderr)
+            print(f"FAILED: {attack_frames_message(path, capture.n_attack)}", file=sys.stderr)
             return 1
         captures.append(capture)
         records.append({"name": Path(path).name, "path": str(Path(path).resolve()), "sha256": sha256_file(path), "frames": len(capture)})

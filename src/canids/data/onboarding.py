@@ -28,7 +28,7 @@ from canids.data.readers import capture_name
 from canids.shape import ATTACK_FREE_SPLIT, TEST_SPLITS, onboarding_set
 from canids.util import sha256_file
 
-__all__ = ["ONBOARDING_SCHEMA", "OnboardingSource", "check_sources", "onboarding_files", "parse_onboarding"]
+__all__ = ["ONBOARDING_SCHEMA", "OnboardingSource", "attack_frames_message", "check_sources", "onboarding_files", "parse_onboarding"]
 
 #: The ``onboarding:`` value of a catalog entry (``canids.data.catalog.CATALOG_SCHEMA``).
 ONBOARDING_SCHEMA = {
@@ -96,3 +96,10 @@ def check_sources(datasets: dict[str, DatasetSpec], source_of: dict[str, dict[st
         for source in sources.values():
             if source.dataset not in datasets:
                 raise CatalogError(f"{catalog}: datasets.{name}.{source.key}.dataset: unknown dataset {source.dataset!r}; known datasets: {', '.join(datasets)}")
+
+
+def attack_frames_message(path: str | Path, n_attack: int, where: str = "") -> str:
+    """Why an onboarding capture is refused (the dry run, preprocessing and ``canids onboard`` say it alike);
+    ``where``: the catalog field that named it."""
+    named = f" for {where}" if where else ""
+    return f"{path}: onboarding capture{named} holds {n_attack} labelled attack frames; onboarding captures must be attack-free (test captures never onboard a vehicle)"

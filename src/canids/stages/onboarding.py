@@ -139,10 +139,11 @@ def vehicle_threshold(normal_scores: np.ndarray, hours: float, budget_per_hour: 
     return VGAECalibration(threshold=float(top * np.exp(MARGIN_SIGMAS * log_scale)), log_scale=log_scale)
 
 
-def onboarded_outputs(vgae: VGAE, gat: GATClassifier, vehicle: VehicleCalibration, graphs: GraphSet) -> DetectorOutputs:
-    """Both detectors' outputs on ``graphs`` as the onboarded detector sees them."""
+def onboarded_outputs(vgae: VGAE, vehicle: VehicleCalibration, graphs: GraphSet, zero_shot: DetectorOutputs) -> DetectorOutputs:
+    """Both detectors' outputs on ``graphs`` as the onboarded detector sees them: the VGAE scored
+    anew, the GAT's probabilities taken from the zero-shot outputs (onboarding never changes it)."""
     model = onboarded_vgae(vgae, vehicle)
-    return outputs_from(torch.as_tensor(score_windows(model, graphs)), torch.as_tensor(predict_proba(gat, graphs)), vehicle.calibration)
+    return outputs_from(torch.as_tensor(score_windows(model, graphs)), torch.as_tensor(zero_shot.p_gat), vehicle.calibration)
 
 
 def read_vehicle(path: str | Path, fusion_checkpoint_sha256: str, split: str | None = None) -> VehicleCalibration:

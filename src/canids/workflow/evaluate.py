@@ -36,11 +36,11 @@ def run(job: Job) -> dict:
     train_sets, _ = load_graphsets(pre.artifact("train_graphs"))
     splits = {VALIDATION: train_sets[VALIDATION], **tests}
     thresholds = trained.thresholds
-    results, preds, f1_optimal = {}, {}, {}
+    results, preds, f1_optimal, outs = {}, {}, {}, {}
     for split, graphs in splits.items():
         if len(graphs) == 0:
             continue
-        out = detector_outputs(vgae, calibration, gat, graphs)
+        out = outs[split] = detector_outputs(vgae, calibration, gat, graphs)
         preds[split] = predict_split(out, graphs, q_net, fus_payload["logreg"], thresholds)
         results[split] = split_metrics(preds[split], graphs)
         alternative = split_metrics(at_thresholds(preds[split], out, DecisionThresholds.f1_optimal()), graphs)
@@ -53,7 +53,7 @@ def run(job: Job) -> dict:
         if split not in tests or len(tests[split]) == 0:
             continue
         vehicle = VehicleCalibration.from_dict(entry)
-        out = onboarded_outputs(vgae, gat, vehicle, tests[split])
+        out = onboarded_outputs(vgae, vehicle, tests[split], outs[split])
         onboarded[split] = split_metrics(predict_split(out, tests[split], q_net, fus_payload["logreg"], vehicle.thresholds), tests[split])
         zero_shot = _f1_text(results[split]["fusion"])
         print(f"[evaluation] {dataset}/{variant} {split} onboarded: f1 " + " ".join(f"{m}={_f1_text(onboarded[split][m])}" for m in MODELS) + f" (zero-shot fusion {zero_shot})", file=sys.stderr)

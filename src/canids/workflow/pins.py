@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from canids.settings import Settings
-from canids.shape import STAGE_NAMES, STAGES, VARIANTS, dependencies, output_key
+from canids.shape import STAGES, VARIANTS, dependencies, output_key
 from canids.validation import check
 from canids.workflow.config import JobSpecError, load_json_file
 from canids.workflow.manifest import LoadedManifest, ManifestError, load_manifest, verify_artifacts
@@ -127,16 +127,11 @@ def pinnable(variants: Sequence[str], training_types: Sequence[str]) -> set[Stag
             if dep not in closure:
                 closure.add(dep)
                 stack.append(dep)
-    # a stage that reads one this job builds is rebuilt with it (onboarding after a retrained fusion)
-    rebuilt: set[StageKey] = set()
-
+    # a stage that reads one this job builds, directly or not, is rebuilt with it (onboarding after a retrained fusion)
     def reads_built(key: StageKey) -> bool:
-        return any(dep in built or dep in rebuilt or reads_built(dep) for dep in dependencies(*key))
+        return any(dep in built or reads_built(dep) for dep in dependencies(*key))
 
-    for key in sorted(closure, key=lambda k: STAGE_NAMES.index(k[0])):
-        if reads_built(key):
-            rebuilt.add(key)
-    return closure - built - rebuilt
+    return {key for key in closure - built if not reads_built(key)}
 
 
 def _describe(keys: Iterable[StageKey]) -> str:

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from canids.data.onboarding import attack_frames_message
 from canids.shape import STAGES, TRAIN_SPLITS
 
 from canids.util import FileDigests
@@ -134,7 +135,7 @@ def _check_onboarding(pipeline: Pipeline, currency: Currency, needed: list) -> N
             for f in files:
                 attack = currency.digests.remember(f.path, "attack_frames", lambda path, spec=source_spec, capture=f: int(spec.read(capture, strict=False).n_attack))
                 if attack:
-                    raise PlanError(f"{f.path}: onboarding capture for datasets.{dataset}.onboarding.{split} holds {attack} labelled attack frames; onboarding captures must be attack-free (test captures never onboard a vehicle)")
+                    raise PlanError(attack_frames_message(f.path, attack, f"datasets.{dataset}.onboarding.{split}"))
     currency.digests.save()
 
 

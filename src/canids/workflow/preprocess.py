@@ -17,6 +17,7 @@ import numpy as np
 
 from canids.data.catalog import Catalog, load_catalog
 from canids.data.frames import Capture
+from canids.data.onboarding import attack_frames_message
 from canids.graphs.build import build_graphs
 from canids.graphs.graphset import save_graphsets
 from canids.graphs.vocab import build_vocabulary
@@ -58,7 +59,7 @@ def read_onboarding(catalog: Catalog, dataset: str, file_records: list[dict], *,
         for f in files:
             cap = source_spec.read(f, strict=strict)
             if cap.n_attack:
-                raise OnboardingDataError(f"{f.path}: onboarding capture for datasets.{dataset}.onboarding.{split} holds {cap.n_attack} labelled attack frames; onboarding captures must be attack-free")
+                raise OnboardingDataError(attack_frames_message(f.path, cap.n_attack, f"datasets.{dataset}.onboarding.{split}"))
             file_records.append({"name": f.path.name, "split": f.split, "sha256": f.sha256, "size_bytes": f.size, "duplicate_of": None, "source": f"{source_spec.name}/{f.path.parent.name}", "frames": len(cap)})
             out.setdefault(split, []).append(cap)
     return out
