@@ -69,7 +69,7 @@ def run(job: Job) -> dict:
         stage=job.stage,
         variant=variant,
         artifacts={name: job.output(name) for name in STAGES[job.stage].artifacts},
-        hyperparameters={**stage_settings(job.settings, job.stage, variant), "decision_rule": "fused score >= 0.5; VGAE threshold and GAT 0.5 from validation, never re-tuned on test"},
+        hyperparameters={**stage_settings(job.settings, job.stage, variant), "decision_rule": "fusion_rule.flagged at the fusion checkpoint's thresholds (false-alarm budget on validation; the VGAE alone above every normal validation score), onboarded splits at their vehicle's; never re-tuned on test"},
         upstream=[pre, *models.values(), onboarding_m],
         data_fingerprint={"sha256": pre.data["data_fingerprint"]["sha256"], "n_files": pre.data["data_fingerprint"]["n_files"]},
         wall_time_s=time.perf_counter() - t0,
