@@ -29,13 +29,14 @@ import torch
 torch.set_num_threads(1)
 import yaml
 from canids.settings import load_settings
+from canids.shape import file_name
 from canids.workflow.preprocess import run_preprocess
 dataset, data_root, out = sys.argv[1], sys.argv[2], sys.argv[3]
 config = yaml.safe_load(open(os.path.join(sys.argv[4], "config", "config.yaml")))
 config.update(data_root=data_root, experiment_root=out, catalog=os.path.join(sys.argv[4], "config", "datasets.yaml"))
 config = load_settings(config)
 t0 = time.perf_counter()
-manifest = run_preprocess(dataset, config, os.path.join(out, "train.pt"), os.path.join(out, "test.pt"), os.path.join(out, "manifest.json"))
+manifest = run_preprocess(dataset, config, os.path.join(out, file_name("preprocess", "train_graphs")), os.path.join(out, file_name("preprocess", "test_graphs")), os.path.join(out, "manifest.json"))
 wall = time.perf_counter() - t0
 print(json.dumps({"seconds": wall, "frames": manifest["metrics"]["n_frames"], "read_s": manifest["metrics"]["read_s"],
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -36,7 +36,8 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 from canids.data.readers import read_capture  # noqa: E402
-from canids.graphs.graphset import load_graphsets  # noqa: E402
+from canids.graphs.shards import load_graphsets  # noqa: E402
+from canids.shape import Layout  # noqa: E402
 from canids.stages.detector import Detector  # noqa: E402
 from canids.graphs.stream import StreamingGraphBuilder  # noqa: E402
 from canids.graphs.vocab import Vocabulary  # noqa: E402
@@ -115,7 +116,7 @@ def main() -> int:
     parser.add_argument("--data-root", default=None, help="raw data root for real datasets (default: $CAN_DATA_ROOT or ../shared/data/can)")
     args = parser.parse_args()
     root = Path(args.root) / args.dataset
-    tests, _ = load_graphsets(root / "preprocess" / "graphs" / "test.pt")
+    tests, _ = load_graphsets(Layout(args.root).file(args.dataset, None, "preprocess", "test_graphs"))
     split = sorted(tests)[0]
     graphs = tests[split]
     detectors = {v: Detector.from_run(root / v).eval() for v in ("teacher", "student")}

@@ -47,10 +47,11 @@ def main() -> int:
     from lightning.pytorch.profilers import SimpleProfiler
 
     from canids.graphs.features import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES
-    from canids.graphs.graphset import load_graphsets
+    from canids.graphs.shards import load_graphsets
     from canids.models.gat import GATConfig
     from canids.models.vgae import VGAEConfig
     from canids.settings import load_settings
+    from canids.shape import file_name
     from canids.stages.autoencoder import VGAEModule, attack_free_index
     from canids.stages.curriculum import GATModule
     from canids.stages.trainer import TrainSettings
@@ -62,8 +63,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="train_speed_") as out:
         config.update(data_root=data_root, experiment_root=out, catalog=str(REPO / "config" / "datasets.yaml"))
         settings = load_settings(config)
-        run_preprocess(args.dataset, settings, Path(out, "train.pt"), Path(out, "test.pt"), Path(out, "manifest.json"))
-        sets, extra = load_graphsets(Path(out, "train.pt"))
+        run_preprocess(args.dataset, settings, Path(out, file_name("preprocess", "train_graphs")), Path(out, file_name("preprocess", "test_graphs")), Path(out, "manifest.json"))
+        sets, extra = load_graphsets(Path(out, file_name("preprocess", "train_graphs")))
     train, val = sets["train"], sets["val"]
     vocab_size = len(extra["vocab"]["can_ids"]) + 1
     dims = dict(node_dim=len(NODE_FEATURES), edge_dim=len(EDGE_FEATURES), graph_dim=len(GRAPH_FEATURES), vocab_size=vocab_size)

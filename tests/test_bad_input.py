@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from canids.cli import main as cli
-from canids.shape import TRAIN_SPLITS
+from canids.shape import TRAIN_SPLITS, file_name
 from canids.workflow.manifest import ManifestError, load_manifest, write_manifest
 
 from conftest import REPO, snakemake
@@ -82,10 +82,10 @@ def test_a_full_disk_during_preprocessing_names_the_file_and_leaves_nothing_that
     settings = load_settings({"datasets": ["mini"], "variants": ["teacher"], "training_types": ["preprocess"], "catalog": str(catalog), "experiment_root": str(tiny_disk)})
     stage = tiny_disk / "mini" / "preprocess"
     with pytest.raises(OSError) as err:
-        run_preprocess("mini", settings, stage / "graphs" / "train.pt", stage / "graphs" / "test.pt", stage / "manifest.json")
+        run_preprocess("mini", settings, stage / file_name("preprocess", "train_graphs"), stage / file_name("preprocess", "test_graphs"), stage / "manifest.json")
     assert err.value.errno == 28 and "No space left on device" in str(err.value) and str(stage / "graphs") in str(err.value)
     leftovers = [p.name for p in stage.rglob("*") if p.is_file()]
-    assert not (stage / "manifest.json").exists() and not any(name.endswith(".pt") for name in leftovers), leftovers
+    assert not (stage / "manifest.json").exists() and leftovers == [], leftovers  # no shard, no index
 
 
 @pytest.mark.integration
@@ -120,7 +120,7 @@ def test_a_test_split_without_captures_is_reported_and_suppress_windows_are_labe
     catalog.write_text(f"datasets:\n  mini: {{format: ctt, path: {data}}}\n")
     settings = load_settings({"datasets": ["mini"], "variants": ["teacher"], "training_types": ["preprocess"], "catalog": str(catalog), "experiment_root": str(tmp_path / "runs")})
     stage = tmp_path / "runs" / "mini" / "preprocess"
-    manifest = run_preprocess("mini", settings, stage / "graphs" / "train.pt", stage / "graphs" / "test.pt", stage / "manifest.json")
+    manifest = run_preprocess("mini", settings, stage / file_name("preprocess", "train_graphs"), stage / file_name("preprocess", "test_graphs"), stage / "manifest.json")
     skipped = manifest["metrics"]["skipped_splits"]
     assert set(skipped) == {"test_03_known_vehicle_unknown_attack", "test_06_masquerade"}
     assert "not found" in skipped["test_03_known_vehicle_unknown_attack"] and "has no capture files" in skipped["test_06_masquerade"]

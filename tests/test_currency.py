@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from canids.shape import STAGES, file_name
 from canids.workflow.locks import StageLocks, describe
 
 from conftest import REPO, SNAKEMAKE, snakemake
@@ -78,7 +79,9 @@ def test_a_failed_rebuild_keeps_the_previous_result_and_a_later_run_puts_it_back
     proc = snakemake(["--cores", "1", *args], work, check=False)
     assert proc.returncode != 0
     kept = work / ROOT / ".previous/mini/preprocess"
-    assert (kept / "manifest.json").read_bytes() == before and (kept / "graphs/train.pt").exists()
+    assert (kept / "manifest.json").read_bytes() == before and (kept / file_name("preprocess", "train_graphs")).exists()
+    shards = [name for name in json.loads(before)["artifacts"] if name not in STAGES["preprocess"].artifacts]
+    assert shards and len(list(kept.rglob("*.shard"))) == len(shards)  # and every shard the manifest pins
     log = (work / ROOT / "mini/logs/preprocess.log").read_text()
     assert "not,a,row" in log and f"the previous complete result of this stage is kept in {kept}" in log
     assert not (stage / "manifest.json").exists()

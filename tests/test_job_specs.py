@@ -14,7 +14,7 @@ from snakemake.utils import update_config
 
 from canids.cli import main as cli
 from canids.settings import EXTRA_ARGS, load_settings, to_plain
-from canids.shape import SIZES, STAGE_NAMES
+from canids.shape import SIZES, STAGE_NAMES, file_name
 from canids.util import sha256_file
 from canids.workflow.config import ConfigSources, JobSpecError, load_spec, validate_spec, workflow_settings
 from canids.workflow.dag import Pipeline
@@ -61,7 +61,7 @@ def fake_run(root: Path, dataset: str = "hcrl_sa", variant: str = "teacher", sta
     out, upstream = {}, []
     for stage in stages:
         d = root / dataset / "preprocess" if stage == "preprocess" else root / dataset / variant / stage
-        arts = {"train_graphs": d / "graphs" / "train.pt", "test_graphs": d / "graphs" / "test.pt"} if stage == "preprocess" else {"checkpoint": d / "model.ckpt"}
+        arts = {name: d / file_name("preprocess", name) for name in ("train_graphs", "test_graphs")} if stage == "preprocess" else {"checkpoint": d / "model.ckpt"}
         for name, path in arts.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(f"{dataset}/{variant}/{stage}/{name}".encode() * 64)
@@ -360,7 +360,7 @@ def test_tampered_artifact_is_refused_with_both_digests(tmp_path):
 
 def test_missing_artifact_is_refused(tmp_path):
     run = fake_run(tmp_path, stages=("preprocess",))
-    (run["preprocess"].parent / "graphs" / "test.pt").unlink()
+    (run["preprocess"].parent / file_name("preprocess", "test_graphs")).unlink()
     msg = pipeline_error(tmp_path / "new", **{**GOOD, "dependency_manifests": {"default": str(run["preprocess"])}})
     assert "artifact 'test_graphs' missing" in msg and str(run["preprocess"]) in msg
 

@@ -106,7 +106,7 @@ def test_dag_edges_follow_from_what_each_stage_reads():
 
 def test_layout_spells_the_public_paths():
     layout = Layout("/runs")
-    assert layout.file("hcrl_sa", "teacher", "preprocess", "train_graphs") == "/runs/hcrl_sa/preprocess/graphs/train.pt"
+    assert layout.file("hcrl_sa", "teacher", "preprocess", "train_graphs") == "/runs/hcrl_sa/preprocess/graphs/train/index.json"
     assert layout.file("hcrl_sa", "student", "fusion", "checkpoint") == "/runs/hcrl_sa/student/fusion/model.ckpt"
     assert layout.target("hcrl_sa", "student_kd", "evaluation") == "/runs/hcrl_sa/student_kd/evaluation/metrics.json"
     assert layout.target("hcrl_sa", None, "preprocess") == "/runs/hcrl_sa/preprocess/manifest.json"

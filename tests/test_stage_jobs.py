@@ -16,9 +16,10 @@ import pytest
 from snakemake.iocontainers import InputFiles, Log, OutputFiles, Params, ResourceList, Wildcards
 from snakemake.script import Snakemake
 
+from canids.graphs.shards import shard_paths
 from canids.data.synthetic import generate
 from canids.settings import load_settings, stage_settings
-from canids.shape import STAGE_NAMES, STAGES, TEST_SPLITS, VALIDATION
+from canids.shape import STAGE_NAMES, STAGES, TEST_SPLITS, VALIDATION, shard_artifact
 from canids.workflow.dag import Pipeline
 from canids.workflow.jobs import run_job
 from canids.workflow.manifest import load_manifest
@@ -92,9 +93,11 @@ def test_each_stage_writes_exactly_its_declared_outputs_and_a_verified_manifest(
     variant = VARIANT if spec.per_variant else None
     stage_dir = Path(pipeline.layout.stage_dir(DATASET, variant, stage))
     written = sorted(str(p.relative_to(stage_dir)) for p in stage_dir.rglob("*") if p.is_file())
-    assert written == sorted(["manifest.json", *spec.artifacts.values()])
     manifest = load_manifest(stage_dir / "manifest.json", stage=stage, dataset=DATASET, variant=variant)  # verifies every sha256
-    assert set(manifest.data["artifacts"]) == set(spec.artifacts)
+    assert written == sorted(["manifest.json", *(entry["path"] for entry in manifest.data["artifacts"].values())])
+    # the declared artifacts, and for preprocess every shard of its graph caches (canids.graphs.shards)
+    shards = {shard_artifact(name, graph_set, k) for name in spec.artifacts if name.endswith("_graphs") for graph_set, paths in shard_paths(stage_dir / spec.artifacts[name]).items() for k in range(len(paths))}
+    assert set(manifest.data["artifacts"]) == set(spec.artifacts) | shards and (stage != "preprocess" or shards)
     recorded = {k: v for k, v in manifest.data["hyperparameters"].items() if k not in ("batch_size_used", "decision_rule")}
     assert recorded == stage_settings(settings, stage, variant)
     assert [ref["stage"] for ref in manifest.data["upstream"]] == list(spec.reads)

@@ -235,7 +235,8 @@ def test_trained_run_exported_by_the_cli_decides_the_same(tiny_run, tmp_path, ca
     """The tiny pipeline's trained teacher (ID embeddings, ID reconstruction, 2-head layers),
     exported with ``canids export-detector`` as a user would."""
     from canids.cli import main
-    from canids.graphs.graphset import load_graphsets
+    from canids.graphs.shards import load_graphsets
+    from canids.shape import file_name
     from canids.util import sha256_file
 
     run = tiny_run / "experiment_runs" / "synthetic"
@@ -244,7 +245,7 @@ def test_trained_run_exported_by_the_cli_decides_the_same(tiny_run, tmp_path, ca
     runtime = StreamingDetector.load(tmp_path / "teacher.npz")
     assert runtime.meta["sources"] == {stage: sha256_file(run / "teacher" / stage / "model.ckpt") for stage in ("autoencoder", "curriculum", "fusion")}
     detector = Detector.from_run(run / "teacher").eval()
-    tests, _ = load_graphsets(run / "preprocess/graphs/test.pt")
+    tests, _ = load_graphsets(run / "preprocess" / file_name("preprocess", "test_graphs"))
     for graphs in tests.values():
         assert_same_decisions(detector, runtime, graphs)
 

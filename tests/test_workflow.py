@@ -171,7 +171,8 @@ def test_a_corrupted_upstream_checkpoint_is_rebuilt_before_anything_downstream_i
 
 def test_deployable_detector_reproduces_evaluation_decisions(tiny_run):
     """The in-vehicle Detector (checkpoints only) decides exactly as the evaluation stage did."""
-    from canids.graphs.graphset import load_graphsets
+    from canids.graphs.shards import load_graphsets
+    from canids.shape import file_name
     from canids.stages.checkpoints import load_dqn, load_gat, load_vgae
     from canids.stages.detector import Detector
     from canids.stages.fusion_apply import detector_outputs, fused_predictions
@@ -179,7 +180,7 @@ def test_deployable_detector_reproduces_evaluation_decisions(tiny_run):
     from canids.stages.thresholds import DecisionThresholds
 
     run = tiny_run / "experiment_runs" / "synthetic"
-    tests, _ = load_graphsets(run / "preprocess/graphs/test.pt")
+    tests, _ = load_graphsets(run / "preprocess" / file_name("preprocess", "test_graphs"))
     graphs = tests["test_01_known_vehicle_known_attack"]
     detector = Detector.from_run(run / "teacher").eval()
     vgae, gat = load_vgae(run / "teacher/autoencoder/model.ckpt")[0], load_gat(run / "teacher/curriculum/model.ckpt")[0]

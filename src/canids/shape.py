@@ -11,7 +11,8 @@ stages need the detector's stages, the workflow needs everything.
 
 Output paths are the project's public interface::
 
-    ROOT/{dataset}/preprocess/manifest.json            (+ graphs/train.pt, graphs/test.pt)
+    ROOT/{dataset}/preprocess/manifest.json            (+ graphs/train/index.json, graphs/test/index.json, and
+                                                         beside each index its shards: {set}/{k:05d}.shard)
     ROOT/{dataset}/{variant}/{stage}/manifest.json      (+ the stage's artifacts; onboarding/calibration.json
                                                          holds one recalibration per unseen vehicle, beside the
                                                          zero-shot checkpoints it never touches)
@@ -44,6 +45,8 @@ __all__ = [
     "ATTACK_FREE_SPLIT",
     "dependencies",
     "file_name",
+    "graph_shard",
+    "shard_artifact",
     "onboarding_set",
     "output_key",
 ]
@@ -93,7 +96,7 @@ STAGES: Mapping[str, Stage] = MappingProxyType(
                 (),
                 per_variant=False,
                 trains=False,
-                artifacts={"train_graphs": "graphs/train.pt", "test_graphs": "graphs/test.pt"},
+                artifacts={"train_graphs": "graphs/train/index.json", "test_graphs": "graphs/test/index.json"},
                 summary="raw captures -> window graphs (train, validation, every test split)",
                 code="canids.workflow.preprocess",
             ),
@@ -230,6 +233,16 @@ def file_name(stage: str, artifact: str = "manifest") -> str:
         return STAGES[stage].artifacts[artifact]
     except KeyError:
         raise KeyError(f"stage {stage!r} has no artifact {artifact!r}; it has: manifest, {', '.join(STAGES[stage].artifacts)}") from None
+
+
+def graph_shard(graph_set: str, k: int) -> str:
+    """Shard ``k`` of a graph set, relative to the directory of its cache's index (``canids.graphs.shards``)."""
+    return f"{graph_set}/{k:05d}.shard"
+
+
+def shard_artifact(artifact: str, graph_set: str, k: int) -> str:
+    """The name under which a stage manifest pins shard ``k`` of ``graph_set`` of the cache ``artifact``."""
+    return f"{artifact}/{graph_set}/{k:05d}"
 
 
 #: A study's summary (``canids.workflow.tables``), under ``ROOT/studies/NAME/``: artifact -> file.

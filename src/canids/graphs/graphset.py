@@ -1,9 +1,10 @@
 """``GraphSet``: many window graphs stored as flat tensors, sliced into PyG batches on demand.
 
-Storing windows collated (one big node table plus pointers) keeps a 20 k-window cache a
-handful of tensors: it saves and loads in milliseconds, and ``batch`` gathers any set of
-windows with a few vectorised index operations instead of building PyG ``Data`` objects
-one by one.
+Storing windows collated (one big node table plus pointers) keeps a 20 k-window set a
+handful of tensors, and ``batch`` gathers any set of windows with a few vectorised index
+operations instead of building PyG ``Data`` objects one by one. On disk a set is a sequence
+of shards (``canids.graphs.shards``); a loaded set's node and edge tables stay in the mapped
+shard files (``shards.FileRows``, indexed like the tensors they stand for).
 """
 
 from __future__ import annotations
@@ -105,6 +106,24 @@ class GraphSet:
         return cls.concatenate_parts(parts, names, types, sets[0].window_size if sets else 100)
 
     # ------------------------------------------------------------------ access
+    def window_range(self, start: int, stop: int) -> "GraphSet":
+        """Windows ``start:stop`` as a self-contained set (pointers from 0, local node indices): a slice, not a gather."""
+        n0, n1 = int(self.node_ptr[start]), int(self.node_ptr[stop])
+        e0, e1 = int(self.edge_ptr[start]), int(self.edge_ptr[stop])
+        return GraphSet(
+            x=self.x[n0:n1],
+            node_vocab=self.node_vocab[n0:n1],
+            node_can_id=self.node_can_id[n0:n1],
+            edge_index=self.edge_index[:, e0:e1] - n0,
+            edge_attr=self.edge_attr[e0:e1],
+            node_ptr=self.node_ptr[start : stop + 1] - n0,
+            edge_ptr=self.edge_ptr[start : stop + 1] - e0,
+            **{k: getattr(self, k)[start:stop] for k in ("u", "y", "attack_frames", "capture", "attack_type", "t_start")},
+            capture_names=list(self.capture_names),
+            attack_types=list(self.attack_types),
+            window_size=self.window_size,
+        )
+
     def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> "GraphSet":
         """A new GraphSet holding the given windows (in the given order)."""
         batch = self.batch(index)
@@ -158,16 +177,6 @@ class GraphSet:
         batch._num_graphs = len(idx)
         return batch
 
-    # ------------------------------------------------------------------ persistence
-    def to_state(self) -> dict:
-        state = {k: getattr(self, k) for k in _TENSOR_FIELDS}
-        state.update(capture_names=list(self.capture_names), attack_types=list(self.attack_types), window_size=int(self.window_size))
-        return state
-
-    @classmethod
-    def from_state(cls, state: dict) -> "GraphSet":
-        return cls(**state)
-
     def summary(self) -> dict:
         n = len(self)
         return {
@@ -187,16 +196,3 @@ def _ranges(start: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     total = int(count.sum())
     offsets = torch.repeat_interleave(start - torch.cat([torch.zeros(1, dtype=torch.long), count.cumsum(0)[:-1]]), count)
     return torch.arange(total) + offsets
-
-
-def save_graphsets(path: str | Path, sets: dict[str, GraphSet], extra: dict | None = None) -> None:
-    """Atomically save named GraphSets (plus small metadata) to one ``.pt`` file."""
-    from canids.util import atomic_save
-
-    payload = {"sets": {name: gs.to_state() for name, gs in sets.items()}, "extra": extra or {}}
-    atomic_save(path, lambda tmp: torch.save(payload, tmp))
-
-
-def load_graphsets(path: str | Path) -> tuple[dict[str, GraphSet], dict]:
-    payload = torch.load(path, weights_only=True)
-    return {name: GraphSet.from_state(state) for name, state in payload["sets"].items()}, payload["extra"]

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 
-from canids.graphs.graphset import load_graphsets
+from canids.graphs.shards import load_graphsets
 from canids.settings import stage_settings
 from canids.shape import STAGES, VALIDATION
 from canids.stages.evaluation import MODELS, at_thresholds, predict_split, split_metrics

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-from canids.graphs.graphset import load_graphsets
+from canids.graphs.shards import load_graphsets
 from canids.settings import stage_settings
 from canids.shape import TEST_SPLITS, onboarding_set
 from canids.stages.onboarding import KIND, onboard

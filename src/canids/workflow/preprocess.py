@@ -1,4 +1,8 @@
-"""The preprocess stage: raw captures of one dataset -> graph caches pinned by a manifest.
+"""The preprocess stage: raw captures of one dataset -> sharded graph caches pinned by a manifest.
+
+Streaming: one capture in memory at a time, graphs written in shards of ``shard_windows``
+windows as they are built (``canids.graphs.shards``); the manifest pins each cache's index and
+every shard by sha256.
 
 Leak-free by construction:
 - byte-identical captures (train_02 repeats train_01 files) are read once;
@@ -12,17 +16,19 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from canids.data.catalog import Catalog, load_catalog
+from canids.data.dataset import CaptureFile, DatasetSpec
 from canids.data.frames import Capture
 from canids.data.onboarding import attack_frames_message
 from canids.graphs.build import build_graphs
-from canids.graphs.graphset import save_graphsets
-from canids.graphs.vocab import build_vocabulary
+from canids.graphs.shards import ShardWriter, clear_shards, load_graphsets, write_index
+from canids.graphs.vocab import Vocabulary, build_vocabulary
 from canids.settings import Settings, stage_settings
-from canids.shape import ATTACK_FREE_SPLIT, TRAIN_SPLITS, VALIDATION, onboarding_set
+from canids.shape import ATTACK_FREE_SPLIT, TRAIN_SPLITS, VALIDATION, onboarding_set, shard_artifact
 from canids.workflow.dag import resolve_repo_path
 from canids.workflow.job import Job
 from canids.workflow.manifest import fingerprint, write_manifest
@@ -50,19 +56,17 @@ def split_train_val(capture: Capture, val_fraction: float, positions: int = 10) 
     return train, capture.slice(start, start + size)
 
 
-def read_onboarding(catalog: Catalog, dataset: str, file_records: list[dict], *, strict: bool) -> dict[str, list[Capture]]:
+def onboarding_captures(catalog: Catalog, dataset: str, file_records: list[dict], *, strict: bool) -> Iterator[tuple[str, Capture]]:
     """The attack-free captures of each unseen-vehicle test split's vehicle (``canids.data.onboarding``),
-    recorded in ``file_records`` (so the data fingerprint covers them); one with a labelled
-    attack frame is refused, naming the file."""
-    out: dict[str, list[Capture]] = {}
+    one at a time, recorded in ``file_records`` (so the data fingerprint covers them); one with a
+    labelled attack frame is refused, naming the file."""
     for split, (source_spec, files) in catalog.onboarding_files(dataset).items():
         for f in files:
             cap = source_spec.read(f, strict=strict)
             if cap.n_attack:
                 raise OnboardingDataError(attack_frames_message(f.path, cap.n_attack, f"datasets.{dataset}.onboarding.{split}"))
             file_records.append({"name": f.path.name, "split": f.split, "sha256": f.sha256, "size_bytes": f.size, "duplicate_of": None, "source": f"{source_spec.name}/{f.path.parent.name}", "frames": len(cap)})
-            out.setdefault(split, []).append(cap)
-    return out
+            yield split, cap
 
 
 class OnboardingDataError(ValueError):
@@ -73,50 +77,111 @@ def run(job: Job) -> dict:
     return run_preprocess(job.dataset, job.settings, job.output("train_graphs"), job.output("test_graphs"), job.output("manifest"))
 
 
+def training_vocabulary(spec: DatasetSpec, files: list[CaptureFile], val_fraction: float, strict: bool) -> Vocabulary:
+    """The vocabulary pass: the CAN IDs of the attack-free training part, one capture at a time.
+
+    ``build_vocabulary`` over every such part at once is the union of its result per part,
+    so the first pass over the (few) attack-free captures reads each once and keeps only IDs.
+    """
+    ids = [build_vocabulary([part]).can_ids for f in files if f.split == ATTACK_FREE_SPLIT and f.duplicate_of is None for part in split_train_val(spec.read(f, strict=strict), val_fraction)[0]]
+    if not ids:
+        return build_vocabulary([])  # refused with its message
+    return Vocabulary(can_ids=np.unique(np.concatenate(ids)))
+
+
 def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Path, manifest_out: Path) -> dict:
+    """Stream the captures of ``dataset`` into sharded graph caches (``canids.graphs.shards``).
+
+    Two passes: the attack-free training captures give the vocabulary, then every capture is
+    read, split, built and appended to its sets' shard writers, one at a time, so memory is
+    bounded by the largest capture and ``shard_windows``, not by the dataset. Each set keeps
+    the windows in the order of a build over all its captures at once (training splits in
+    their canonical order, then the test splits). On any error the shards written so far are
+    removed: only a finished run leaves shards, indexes and a manifest.
+    """
     t0 = time.perf_counter()
     settings = stage_settings(config, "preprocess", None)
     catalog = load_catalog(resolve_repo_path(config.catalog), data_root=config.data_root, experiment_root=str(config.root()))
     spec = catalog.get(dataset)
     layout = spec.check_layout()
     files = spec.capture_files()
-    captures: dict[str, list[Capture]] = {}
-    file_records = []
-    n_frames = 0
-    for f in files:
-        record = {"name": Path(f.path).name, "split": f.split, "sha256": f.sha256, "size_bytes": f.size, "duplicate_of": str(f.duplicate_of) if f.duplicate_of else None}
-        file_records.append(record)
-        if f.duplicate_of is not None:
-            print(f"[preprocess] {f.path}: byte-identical to {f.duplicate_of}; counted once", file=sys.stderr)
-            continue
-        cap = spec.read(f, strict=settings["strict"])
-        record.update(frames=len(cap), attack_frames=cap.n_attack, skipped_rows=cap.skipped_rows)
-        n_frames += len(cap)
-        captures.setdefault(f.split, []).append(cap)
-    t_read = time.perf_counter() - t0
+    strict, size, stride = settings["strict"], settings["window_size"], settings["stride"]
+    train_out, test_out = Path(train_out), Path(test_out)
+    for out in (train_out, test_out):
+        clear_shards(out.parent)
+    t_read = 0.0
+    vocab = training_vocabulary(spec, files, settings["val_fraction"], strict)
+    writers: dict[str, ShardWriter] = {}
+    done: dict[str, dict] = {}
 
-    train_parts, val_parts = [], []
-    for split in TRAIN_SPLITS:
-        for cap in captures.get(split, []):
-            tr, va = split_train_val(cap, settings["val_fraction"])
-            train_parts.extend(tr)
-            val_parts.append(va)
-    free = [c for c in train_parts if c.split == ATTACK_FREE_SPLIT]
-    vocab = build_vocabulary(free)
-    size, stride = settings["window_size"], settings["stride"]
-    train = build_graphs(train_parts, vocab, size, stride)
-    val = build_graphs(val_parts, vocab, size, stride)
-    tests = {split: build_graphs(caps, vocab, size, stride) for split, caps in sorted(captures.items()) if split not in TRAIN_SPLITS}
-    onboarding = {onboarding_set(split): build_graphs(caps, vocab, size, stride) for split, caps in read_onboarding(catalog, dataset, file_records, strict=settings["strict"]).items()}
-    if len(train) == 0 or len(val) == 0:
-        longest = max((len(c) for c in train_parts), default=0)
-        raise ValueError(
-            f"preprocess {dataset}: window_size {size} leaves no full window in the {'training' if len(train) == 0 else 'validation'} part of any training capture "
-            f"(the longest training part has {longest} frames, validation is {settings['val_fraction']} of each capture); expected a smaller window_size or val_fraction"
-        )
-    extra = {"vocab": vocab.to_dict(), "window_size": size, "stride": stride, "dataset": dataset}
-    save_graphsets(train_out, {"train": train, VALIDATION: val, **onboarding}, extra)
-    save_graphsets(test_out, tests, extra)
+    def writer(name: str, index: Path) -> ShardWriter:
+        if name not in writers:
+            writers[name] = ShardWriter(index.parent, name, settings["shard_windows"], size)
+        return writers[name]
+
+    def finish(name: str) -> None:
+        done[name] = writers[name].close()
+
+    try:
+        file_records: list[dict] = []
+        n_frames, longest = 0, 0
+        for f in files:
+            record = {"name": Path(f.path).name, "split": f.split, "sha256": f.sha256, "size_bytes": f.size, "duplicate_of": str(f.duplicate_of) if f.duplicate_of else None}
+            file_records.append(record)
+            if f.duplicate_of is not None:
+                print(f"[preprocess] {f.path}: byte-identical to {f.duplicate_of}; counted once", file=sys.stderr)
+                continue
+            t1 = time.perf_counter()
+            cap = spec.read(f, strict=strict)
+            t_read += time.perf_counter() - t1
+            record.update(frames=len(cap), attack_frames=cap.n_attack, skipped_rows=cap.skipped_rows)
+            n_frames += len(cap)
+            if f.split in TRAIN_SPLITS:
+                tr, va = split_train_val(cap, settings["val_fraction"])
+                longest = max([longest, *(len(c) for c in tr)])
+                writer("train", train_out).add(build_graphs(tr, vocab, size, stride))
+                writer(VALIDATION, train_out).add(build_graphs([va], vocab, size, stride))
+            else:
+                if f.split not in writers:  # files come split by split: the previous test split is complete
+                    for name in [n for n in writers if n not in done and n not in ("train", VALIDATION)]:
+                        finish(name)
+                writer(f.split, test_out).add(build_graphs([cap], vocab, size, stride))
+            del cap
+        for name in [n for n in writers if n not in done and n not in ("train", VALIDATION)]:
+            finish(name)
+        for name in ("train", VALIDATION):
+            writer(name, train_out)
+            finish(name)
+        onboarding: list[str] = []
+        for split, cap in onboarding_captures(catalog, dataset, file_records, strict=strict):
+            name = onboarding_set(split)
+            if name not in onboarding:
+                for previous in onboarding:
+                    if previous not in done:
+                        finish(previous)
+                onboarding.append(name)
+            writer(name, train_out).add(build_graphs([cap], vocab, size, stride))
+        for name in onboarding:
+            if name not in done:
+                finish(name)
+        train_n, val_n = done["train"]["windows"], done[VALIDATION]["windows"]
+        if train_n == 0 or val_n == 0:
+            raise ValueError(
+                f"preprocess {dataset}: window_size {size} leaves no full window in the {'training' if train_n == 0 else 'validation'} part of any training capture "
+                f"(the longest training part has {longest} frames, validation is {settings['val_fraction']} of each capture); expected a smaller window_size or val_fraction"
+            )
+        extra = {"vocab": vocab.to_dict(), "window_size": size, "stride": stride, "dataset": dataset}
+        train_sets = {"train": done["train"], VALIDATION: done[VALIDATION], **{name: done[name] for name in onboarding}}
+        test_sets = {name: done[name] for name in sorted(done) if name not in train_sets}
+        write_index(train_out, train_sets, extra)
+        write_index(test_out, test_sets, extra)
+    except BaseException:
+        for w in writers.values():
+            for path in w.paths:
+                path.unlink(missing_ok=True)
+        raise
+    summaries = {out: {name: graphs.summary() for name, graphs in load_graphsets(out)[0].items()} for out in (train_out, test_out)}
+    tests = summaries[test_out]
     wall = time.perf_counter() - t0
     metrics = {
         "n_frames": n_frames,
@@ -126,20 +191,21 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
         # listed splits that are absent or hold no capture: reported, never silently dropped
         "skipped_splits": dict(layout.skipped),
         "skipped_rows": {r["name"]: r.get("skipped_rows", 0) for r in file_records if r.get("skipped_rows")},
-        "splits": {"train": train.summary(), VALIDATION: val.summary(), **{k: v.summary() for k, v in tests.items()}},
-        "onboarding": {k: v.summary() for k, v in onboarding.items()},
+        "splits": {"train": summaries[train_out]["train"], VALIDATION: summaries[train_out][VALIDATION], **tests},
+        "onboarding": {name: summaries[train_out][name] for name in onboarding},
+        "shards": {name: len(entry["shards"]) for name, entry in done.items()},
     }
-    print(f"[preprocess] {dataset}: {n_frames} frames -> {len(train)} train / {len(val)} val / {sum(len(t) for t in tests.values())} test windows in {wall:.1f}s", file=sys.stderr)
+    print(f"[preprocess] {dataset}: {n_frames} frames -> {train_n} train / {val_n} val / {sum(t['n_windows'] for t in tests.values())} test windows in {wall:.1f}s", file=sys.stderr)
+    shards = {shard_artifact(artifact, name, k): index.parent / shard["path"] for artifact, index, sets in (("train_graphs", train_out, train_sets), ("test_graphs", test_out, test_sets)) for name, entry in sets.items() for k, shard in enumerate(entry["shards"])}
     return write_manifest(
         manifest_out,
         dataset=dataset,
         stage="preprocess",
         variant=None,
-        artifacts={"train_graphs": train_out, "test_graphs": test_out},
+        artifacts={"train_graphs": train_out, "test_graphs": test_out, **shards},
         hyperparameters=settings,
         upstream=[],
         data_fingerprint=fingerprint(file_records, spec.attack_families),
         wall_time_s=wall,
         metrics=metrics,
     )
-

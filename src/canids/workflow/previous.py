@@ -12,13 +12,14 @@ like any other result, whether it is current.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 from canids.shape import STAGES, Layout
 
-__all__ = ["PREVIOUS", "drop", "keep", "kept", "put_back"]
+__all__ = ["PREVIOUS", "drop", "keep", "kept", "put_back", "result_files"]
 
 PREVIOUS = ".previous"
 
@@ -29,12 +30,24 @@ def kept(layout: Layout, dataset: str, variant: str | None, stage: str, run: str
     return Path(layout.root) / PREVIOUS / stage_dir.relative_to(layout.root)
 
 
+def result_files(layout: Layout, dataset: str, variant: str | None, stage: str, run: str = "") -> list[Path]:
+    """The files of a stage's result: its manifest, its declared artifacts and every other file
+    its manifest pins (the shards of a graph cache), inside the stage directory."""
+    stage_dir = Path(layout.stage_dir(dataset, variant, stage, run))
+    files = [Path(layout.file(dataset, variant, stage, name, run)) for name in ["manifest", *STAGES[stage].artifacts]]
+    try:
+        pinned = [files[0].parent / str(entry["path"]) for entry in json.loads(files[0].read_bytes())["artifacts"].values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pinned = []  # no manifest, or not one: its declared outputs are all there is to keep
+    inside = [p for p in pinned if os.path.abspath(p).startswith(os.path.abspath(stage_dir) + os.sep)]
+    return list(dict.fromkeys(Path(os.path.normpath(p)) for p in [*files, *inside]))
+
+
 def keep(layout: Layout, dataset: str, variant: str | None, stage: str, run: str = "") -> Path:
     """Hard-link (copy where links are impossible) the stage's files into the kept place."""
     target = kept(layout, dataset, variant, stage, run)
     shutil.rmtree(target, ignore_errors=True)
-    for name in ["manifest", *STAGES[stage].artifacts]:
-        source = Path(layout.file(dataset, variant, stage, name, run))
+    for source in result_files(layout, dataset, variant, stage, run):
         if not source.exists():
             continue
         dest = target / source.relative_to(layout.stage_dir(dataset, variant, stage, run))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from canids.graphs.graphset import load_graphsets
+from canids.graphs.shards import load_graphsets
 from canids.stages.autoencoder import train_autoencoder
 from canids.stages.checkpoints import load_vgae, parameter_count, save_checkpoint
 from canids.stages.fusion_rule import VGAECalibration

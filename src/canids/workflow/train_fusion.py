@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from canids.graphs.graphset import load_graphsets
+from canids.graphs.shards import load_graphsets
 from canids.models.dqn import DQNConfig
 from canids.stages.checkpoints import load_dqn, load_gat, load_vgae, parameter_count, save_checkpoint
 from canids.stages.fusion import train_fusion
