@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from canids.shape import ATTACK_FREE_SPLIT, SPLITS, TRAIN_SPLITS
-from canids.util import atomic_write_bytes
+from canids.util import atomic_path, atomic_write_bytes
 from canids.data.frames import Capture
 from canids.data.readers.names import attack_family
 from canids.data.synthetic.attacks import _ATTACKS
@@ -43,6 +44,8 @@ TEST_SECONDS = 12.5
 #: Floor on a capture's duration, so that tiny scales (tests) still give a few hundred
 #: 100-frame windows per split and at least one attack episode per attack capture.
 MIN_SECONDS = 8.0
+#: The first line of every CSV the generator writes (can-train-and-test v1.5 columns).
+_HEADER = b"timestamp,arbitration_id,data_field,attack\n"
 
 
 
@@ -77,29 +80,32 @@ class SyntheticCapture:
 def generate(out_dir: str | os.PathLike, *, seed: int = 0, scale: float = 1.0, vehicles: int = 2) -> list[Path]:
     """Write the synthetic dataset under ``out_dir`` and return the CSV paths written.
 
-    Each file is written to ``<name>.tmp`` and renamed, and ``generator.json`` is written
-    last (and removed first), so a crash never leaves a dataset that looks complete.
-    Same arguments => byte-identical files.
+    Captures are built, written and dropped one at a time (``build_each``), and each CSV is
+    rendered in blocks of ``_RENDER_ROWS`` rows, so memory is bounded by the largest capture,
+    whatever ``scale`` is; a duplicate is copied from its original's file. Each file is written
+    to a temporary sibling and renamed, and ``generator.json`` is written last (and removed
+    first), so a crash never leaves a dataset that looks complete. Same arguments =>
+    byte-identical files.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     marker = out / "generator.json"
     if marker.exists():
         marker.unlink()  # an interrupted regeneration must not look finished
-    items = build(seed=seed, scale=scale, vehicles=vehicles)
     written: list[Path] = []
-    rendered: dict[str, bytes] = {}
-    for item in items:
-        data = rendered.get(item.duplicate_of or "") if item.duplicate_of else None
-        if data is None:
-            data = render_csv(item.capture)
-        rendered[item.relpath] = data
+    entries: dict[str, dict] = {}
+    for item in build_each(seed=seed, scale=scale, vehicles=vehicles, copies=False):
         path = out / item.relpath
-        atomic_write_bytes(path, data)
-        item.capture.source = str(path)
-        item.capture.sha256 = hashlib.sha256(data).hexdigest()
+        if item.capture is None:  # a byte-identical copy of a file written before
+            assert item.duplicate_of is not None
+            _copy_file(out / item.duplicate_of, path)
+            entries[item.relpath] = {**entries[item.duplicate_of], "path": item.relpath, "split": Path(item.relpath).parent.as_posix(), "duplicate_of": item.duplicate_of}
+        else:
+            item.capture.sha256 = _write_csv(path, item.capture)
+            item.capture.source = str(path)
+            entries[item.relpath] = _file_entry(item)
         written.append(path)
-    atomic_write_bytes(marker, _manifest_bytes(items, seed=seed, scale=scale, vehicles=vehicles))
+    atomic_write_bytes(marker, _manifest_bytes(list(entries.values()), seed=seed, scale=scale, vehicles=vehicles))
     return written
 
 
@@ -113,7 +119,18 @@ def generate_captures(*, seed: int = 0, scale: float = 1.0, vehicles: int = 2, s
 
 
 def build(*, seed: int = 0, scale: float = 1.0, vehicles: int = 2, splits: Iterable[str] | None = None) -> list[SyntheticCapture]:
-    """Generate every capture of the dataset with its ``generator.json`` metadata."""
+    """Generate every capture of the dataset with its ``generator.json`` metadata, in memory."""
+    return list(build_each(seed=seed, scale=scale, vehicles=vehicles, splits=splits))
+
+
+def build_each(*, seed: int = 0, scale: float = 1.0, vehicles: int = 2, splits: Iterable[str] | None = None, copies: bool = True) -> Iterator[SyntheticCapture]:
+    """The captures of the dataset one at a time, in plan order.
+
+    A duplicate (train_02 repeats a train_01 capture) holds its own copy of the original's
+    frames when ``copies`` is true; otherwise, when its original came earlier, its ``capture``
+    is None and only ``duplicate_of`` says which file it repeats, so nothing is kept between
+    captures.
+    """
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale!r}")
     if vehicles < 2:
@@ -126,18 +143,21 @@ def build(*, seed: int = 0, scale: float = 1.0, vehicles: int = 2, splits: Itera
     fleet = make_fleet(seed, vehicles)
     plans = capture_plans(scale, [v.name for v in fleet])
     by_name = {v.name: v for v in fleet}
-    items: list[SyntheticCapture] = []
-    done: dict[str, SyntheticCapture] = {}
+    done: dict[str, SyntheticCapture | str] = {}
     for plan in plans:
         if plan.split not in wanted and not (plan.attack == "duplicate" and TRAIN_SPLITS[1] in wanted):
             continue
         if plan.attack == "duplicate":
-            items.append(_duplicate(plan, done.get(plan.name) or _make_capture(by_name[plan.vehicle], _original(plan), seed)))
+            original = done.get(plan.name)
+            if isinstance(original, str):
+                yield SyntheticCapture(relpath=f"{plan.split}/{plan.name}.csv", capture=None, duplicate_of=original)  # type: ignore[arg-type]
+            else:
+                yield _duplicate(plan, original or _make_capture(by_name[plan.vehicle], _original(plan), seed))
             continue
         item = _make_capture(by_name[plan.vehicle], plan, seed)
-        done[plan.name] = item
-        items.append(item)
-    return items
+        done[plan.name] = item if copies else item.relpath
+        yield item
+        del item
 
 
 def capture_plans(scale: float, vehicle_names: Sequence[str]) -> list[_Plan]:
@@ -182,7 +202,7 @@ def render_csv(cap: Capture) -> bytes:
     16 hex payload digits, attack flag); the payload digits past ``2 * dlc`` are masked out.
     """
     n = len(cap)
-    header = b"timestamp,arbitration_id,data_field,attack\n"
+    header = _HEADER
     if n == 0:
         return header
     micros = np.rint((cap.timestamp - BASE_EPOCH) * 1e6).astype(np.int64)
@@ -241,6 +261,27 @@ def _make_capture(veh: Vehicle, plan: _Plan, seed: int) -> SyntheticCapture:
     return SyntheticCapture(relpath=f"{plan.split}/{plan.name}.csv", capture=cap, info=info)
 
 
+#: Rows rendered per block when a CSV is written (about 40 MB of text): bounds the renderer's memory.
+_RENDER_ROWS = 1 << 20
+
+
+def _write_csv(path: Path, cap: Capture) -> str:
+    """Write ``render_csv(cap)`` atomically, block by block; its sha256."""
+    digest = hashlib.sha256()
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        for start in range(0, max(len(cap), 1), _RENDER_ROWS):
+            block = render_csv(cap.slice(start, start + _RENDER_ROWS))
+            block = block if start == 0 else block[len(_HEADER) :]
+            digest.update(block)
+            handle.write(block)
+    return digest.hexdigest()
+
+
+def _copy_file(source: Path, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
 def _original(plan: _Plan) -> _Plan:
     return _Plan(ATTACK_FREE_SPLIT, plan.name, plan.vehicle, "normal", plan.seconds)
 
@@ -255,26 +296,28 @@ def _duplicate(plan: _Plan, original: SyntheticCapture) -> SyntheticCapture:
     return SyntheticCapture(relpath=f"{plan.split}/{plan.name}.csv", capture=cap, info=dict(original.info), duplicate_of=original.relpath)
 
 
-def _manifest_bytes(items: list[SyntheticCapture], *, seed: int, scale: float, vehicles: int) -> bytes:
+def _file_entry(item: SyntheticCapture) -> dict:
+    """The ``generator.json`` entry of one written capture."""
+    cap = item.capture
+    entry = {
+        "path": item.relpath,
+        "split": cap.split,
+        "capture": cap.name,
+        "attack_type": cap.attack_type,
+        "frames": len(cap),
+        "attack_frames": cap.n_attack,
+        "duration_s": round(cap.duration_s, 6),
+        "sha256": cap.sha256,
+        "duplicate_of": item.duplicate_of,
+    }
+    entry.update({k: v for k, v in item.info.items() if k not in entry})
+    return entry
+
+
+def _manifest_bytes(files: list[dict], *, seed: int, scale: float, vehicles: int) -> bytes:
     """generator.json: arguments, version, vehicles and one entry per file (relative paths,
     no clock or host values, so it is as deterministic as the CSVs)."""
     fleet = make_fleet(seed, vehicles)
-    files = []
-    for item in items:
-        cap = item.capture
-        entry = {
-            "path": item.relpath,
-            "split": cap.split,
-            "capture": cap.name,
-            "attack_type": cap.attack_type,
-            "frames": len(cap),
-            "attack_frames": cap.n_attack,
-            "duration_s": round(cap.duration_s, 6),
-            "sha256": cap.sha256,
-            "duplicate_of": item.duplicate_of,
-        }
-        entry.update({k: v for k, v in item.info.items() if k not in entry})
-        files.append(entry)
     manifest = {
         "generator": "canids.data.synthetic",
         "version": GENERATOR_VERSION,
