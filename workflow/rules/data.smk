@@ -6,6 +6,8 @@ rule generate_synthetic:
         receipt=LAYOUT.generated_receipt("{dataset}"),
     log:
         LAYOUT.log("{dataset}", None, "generate_synthetic"),
+    benchmark:
+        LAYOUT.benchmark("{dataset}", None, "generate_synthetic")
     conda:
         "../envs/canids.yaml"
     threads: 1

@@ -30,9 +30,23 @@ class _Tee:
         return False
 
 
+#: The last line of a finished job's log: its peak resident memory (bench/scale.py reads it).
+PEAK_MEMORY = "[canids] peak resident memory of this job:"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (``ru_maxrss``, kernel-accounted: unlike Snakemake's
+    ``benchmark:`` files, which sample every 0.5 s and then every 30 s, it cannot miss a peak)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 @contextlib.contextmanager
 def logged(log_path: str | Path) -> Iterator[None]:
-    """Tee stdout/stderr into ``log_path``; an exception is logged with its traceback, then re-raised."""
+    """Tee stdout/stderr into ``log_path``; an exception is logged with its traceback, then re-raised.
+
+    A job that finishes ends its log with its peak memory (``PEAK_MEMORY``)."""
     path = Path(log_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     old_out, old_err = sys.stdout, sys.stderr
@@ -40,6 +54,7 @@ def logged(log_path: str | Path) -> Iterator[None]:
         sys.stdout, sys.stderr = _Tee(old_out, handle), _Tee(old_err, handle)
         try:
             yield
+            handle.write(f"{PEAK_MEMORY} {peak_rss_mb():.1f} MB\n")
         except BaseException:
             traceback.print_exc(file=handle)
             raise
