@@ -66,8 +66,9 @@ def code_version() -> dict:
     return {"package": __version__, "git_commit": commit, "git_dirty": dirty}
 
 
-def artifact_entry(manifest_path: Path, artifact: Path) -> dict:
-    return {"path": os.path.relpath(artifact, manifest_path.parent), "sha256": sha256_file(artifact), "size_bytes": artifact.stat().st_size}
+def artifact_entry(manifest_path: Path, artifact: Path, sha256: str | None = None) -> dict:
+    """How a manifest pins one artifact; ``sha256`` when the writer hashed the bytes as it wrote them."""
+    return {"path": os.path.relpath(artifact, manifest_path.parent), "sha256": sha256 or sha256_file(artifact), "size_bytes": artifact.stat().st_size}
 
 
 def fingerprint(files: list[dict], attack_families: Mapping[str, str] | None = None) -> dict:
@@ -101,8 +102,11 @@ class LoadedManifest:
         return {"stage": self.data["stage"], "variant": self.data["variant"], "path": str(self.path), "sha256": self.sha256}
 
 
-def write_manifest(path: Path, *, dataset: str, stage: str, variant: str | None, artifacts: dict[str, Path], hyperparameters: dict, upstream: list[LoadedManifest], data_fingerprint: dict, wall_time_s: float, metrics: dict) -> dict:
-    """Hash the artifacts, validate, and write the manifest atomically (always last)."""
+def write_manifest(path: Path, *, dataset: str, stage: str, variant: str | None, artifacts: dict[str, Path], hyperparameters: dict, upstream: list[LoadedManifest], data_fingerprint: dict, wall_time_s: float, metrics: dict, digests: Mapping[str, str] | None = None) -> dict:
+    """Hash the artifacts, validate, and write the manifest atomically (always last).
+
+    ``digests``: sha256 of artifacts (by name) their writer computed from the bytes it wrote
+    (the graph shards), so that they are not read back to be hashed a second time."""
     path = Path(path)
     data = {
         "schema_version": SCHEMA_VERSION,
@@ -110,7 +114,7 @@ def write_manifest(path: Path, *, dataset: str, stage: str, variant: str | None,
         "stage": stage,
         "variant": variant,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "artifacts": {name: artifact_entry(path, Path(p)) for name, p in artifacts.items()},
+        "artifacts": {name: artifact_entry(path, Path(p), (digests or {}).get(name)) for name, p in artifacts.items()},
         "hyperparameters": hyperparameters,
         "upstream": [m.upstream_ref() for m in upstream],
         "data_fingerprint": data_fingerprint,

@@ -196,16 +196,17 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
         "shards": {name: len(entry["shards"]) for name, entry in done.items()},
     }
     print(f"[preprocess] {dataset}: {n_frames} frames -> {train_n} train / {val_n} val / {sum(t['n_windows'] for t in tests.values())} test windows in {wall:.1f}s", file=sys.stderr)
-    shards = {shard_artifact(artifact, name, k): index.parent / shard["path"] for artifact, index, sets in (("train_graphs", train_out, train_sets), ("test_graphs", test_out, test_sets)) for name, entry in sets.items() for k, shard in enumerate(entry["shards"])}
+    pinned = {shard_artifact(artifact, name, k): (index.parent / shard["path"], shard["sha256"]) for artifact, index, sets in (("train_graphs", train_out, train_sets), ("test_graphs", test_out, test_sets)) for name, entry in sets.items() for k, shard in enumerate(entry["shards"])}
     return write_manifest(
         manifest_out,
         dataset=dataset,
         stage="preprocess",
         variant=None,
-        artifacts={"train_graphs": train_out, "test_graphs": test_out, **shards},
+        artifacts={"train_graphs": train_out, "test_graphs": test_out, **{name: path for name, (path, _) in pinned.items()}},
         hyperparameters=settings,
         upstream=[],
         data_fingerprint=fingerprint(file_records, spec.attack_families),
         wall_time_s=wall,
         metrics=metrics,
+        digests={name: sha256 for name, (_, sha256) in pinned.items()},  # hashed as written
     )
