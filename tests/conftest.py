@@ -172,3 +172,27 @@ def slurm_submit_env(cluster_env: dict[str, str], **extra: str) -> dict[str, str
     )
     env.update(extra)
     return env
+
+
+def periodic_capture(rng):
+    """A ``Capture`` of five periodic IDs (10-50 ms, 1 % jitter) with a counter byte and a slow signal byte;
+    one goes silent for a second, one sends at twice its rate for a second."""
+    import numpy as np
+
+    from canids.data.frames import Capture
+
+    frames = []
+    for k, period in enumerate([0.01, 0.02, 0.02, 0.05, 0.01]):
+        t = np.cumsum(period * (1 + 0.01 * rng.standard_normal(int(20 / period))))
+        if k == 1:
+            t = t[(t < 12) | (t > 13)]  # silenced for a second
+        if k == 4:
+            t = np.sort(np.r_[t, t[(t > 15) & (t < 16)] + period / 2])  # twice the rate
+        payload = np.zeros((len(t), 8), np.uint8)
+        payload[:, 0] = np.arange(len(t)) % 16
+        payload[:, 1] = 40 + (np.arange(len(t)) // 50) % 5
+        frames.append((t, np.full(len(t), 0x100 + k), payload))
+    t, can_id, payload = (np.concatenate(parts) for parts in zip(*frames))
+    order = np.argsort(t, kind="stable")
+    n = len(t)
+    return Capture(timestamp=t[order], can_id=can_id[order].astype(np.int32), dlc=np.full(n, 8, np.uint8), payload=payload[order], label=np.zeros(n, np.uint8), name="p", split="train_01_attack_free")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from canids.data.frames import Capture
+from conftest import periodic_capture
 from canids.graphs import build
 from canids.graphs.build import build_graphs, payload_entropy
 from canids.graphs.graphset import EDGE_FEATURES, NODE_FEATURES, GraphSet
@@ -154,6 +157,40 @@ def _reference_node_features(cap: Capture, ff: dict[str, np.ndarray], size: int,
     return rows
 
 
+def _reference_history_violations(cap: Capture) -> tuple[np.ndarray, list[dict]]:
+    """(rate_violation, per-frame snapshots of every ID's history) by walking the frames with
+    each ID's history in a dict: last time and inter-arrival, frames so far, regular
+    transitions (within 22 % of the one before) and their total microseconds."""
+    violation, history, snapshots = np.zeros(len(cap)), {}, []
+    for i, can_id in enumerate(cap.can_id.tolist()):
+        t = float(cap.timestamp[i])
+        h = history.setdefault(can_id, {"last": None, "ia": None, "frames": 0, "regular": 0, "regular_us": 0})
+        frames = h["frames"]
+        if frames:
+            ia = max(t - h["last"], 1e-5)
+            ia_us = int(np.rint(ia * 1e6))
+            periodic = frames >= 10 and 5 * h["regular"] >= 4 * (frames - 2)
+            violation[i] = periodic and 100 * ia_us * h["regular"] < 65 * h["regular_us"]
+            if h["ia"] is not None and abs(math.log(ia / h["ia"])) < 0.2:
+                h["regular"] += 1
+                h["regular_us"] += ia_us
+            h["ia"] = ia
+        h.update(last=t, frames=frames + 1)
+        snapshots.append({k: (v["frames"], v["regular"], v["regular_us"], v["last"]) for k, v in history.items()})
+    return violation, snapshots
+
+
+def _reference_overdue(cap: Capture, snapshots: list[dict], size: int, stride: int) -> np.ndarray:
+    """Per window, the periodic IDs (>= 10 frames, 4 in 5 transitions regular) of period >= 2 ms
+    silent for 4 periods (the mean regular inter-arrival) but not yet 5 s."""
+    out = []
+    for start in range(0, len(cap) - size + 1, stride):
+        end = start + size - 1
+        t_end = float(cap.timestamp[end])
+        out.append(sum(f >= 10 and 5 * r >= 4 * (f - 2) and us >= 2000 * r and (t_end - last) * 1e6 * r > 4 * us and t_end - last <= 5 for f, r, us, last in snapshots[end].values()))
+    return np.array(out)
+
+
 def _reference_payload_changes(cap: Capture) -> tuple[np.ndarray, np.ndarray]:
     """(changed, byte_change) by walking the frames with each ID's previous frame in a dict."""
     changed, byte_change, last = np.zeros(len(cap)), np.zeros(len(cap)), {}
@@ -186,8 +223,13 @@ def test_vectorised_features_equal_frame_by_frame_loops(id_pool, size, stride):
     np.testing.assert_allclose(ff["byte_change"], byte_change, rtol=1e-6)
     np.testing.assert_array_equal(ff["vocab"], vocab.index(cap.can_id))
     np.testing.assert_array_equal(ff["entropy"], np.concatenate([payload_entropy(cap.payload[i : i + 1], cap.dlc[i : i + 1]) for i in range(len(cap))]))
+    violation, snapshots = _reference_history_violations(cap)
+    np.testing.assert_array_equal(ff["rate_violation"], violation)
     part = window_graphs(cap, ff, size, stride, 0)
     np.testing.assert_allclose(part["x"], _reference_node_features(cap, ff, size, stride), rtol=1e-5, atol=1e-6)
+    windows = np.arange(0, len(cap) - size + 1, stride)[:, None] + np.arange(size)
+    np.testing.assert_allclose(part["u"][:, 4], violation[windows].mean(axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(part["u"][:, 5], np.minimum(_reference_overdue(cap, snapshots, size, stride), 4) / 4)
 
 
 def test_stable_order_and_factorize_agree_with_numpy():
@@ -201,3 +243,22 @@ def test_stable_order_and_factorize_agree_with_numpy():
         first, codes = factorize(keys)
         assert len(first) == len(np.unique(keys))
         np.testing.assert_array_equal(keys[first][codes], keys)  # every key maps to a representative equal to it
+
+
+@pytest.mark.parametrize("size,stride", [(100, 100), (64, 16)])
+def test_history_violations_equal_frame_by_frame_loops(size, stride):
+    """Rate violations and overdue IDs are what walking the frames with a dict of per-ID
+    histories says, and each occurs where, and only where, the traffic breaks its own habits."""
+    from canids.graphs.build import frame_features, window_graphs
+
+    cap = periodic_capture(np.random.default_rng(3))
+    ff = frame_features(cap, build_vocabulary([cap]))
+    violation, snapshots = _reference_history_violations(cap)
+    np.testing.assert_array_equal(ff["rate_violation"], violation)
+    part = window_graphs(cap, ff, size, stride, 0)
+    overdue = _reference_overdue(cap, snapshots, size, stride)
+    np.testing.assert_array_equal(part["u"][:, 5], np.minimum(overdue, 4) / 4)
+    t = cap.timestamp
+    assert violation[(t > 15) & (t < 16)].sum() > 50 and violation[(t < 15) | (t > 16.1)].sum() == 0
+    window_end = t[np.arange(size - 1, len(cap), stride)]
+    assert overdue[(window_end > 12.3) & (window_end < 13)].all() and not overdue[(window_end < 11.9) | (window_end > 13.05)].any()

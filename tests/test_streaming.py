@@ -18,6 +18,7 @@ from canids.graphs.build import build_graphs, payload_entropy
 from canids.graphs.stream import StreamingGraphBuilder
 from canids.graphs.stream_state import payload_entropy_lookup
 from canids.graphs.graphset import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES
+from conftest import periodic_capture
 from canids.graphs.vocab import build_vocabulary
 from canids.models.dqn import DQNConfig, QNetwork
 from canids.models.gat import GATClassifier, GATConfig
@@ -65,7 +66,7 @@ def test_streaming_builder_makes_exactly_the_graphs_of_build_graphs(captures, wi
     tests, vocab = captures
     rng = np.random.default_rng(window_size)
     streamed = []
-    for capture in tests:
+    for capture in [*tests, periodic_capture(rng)]:  # the last one has rate violations and an overdue ID
         expected = build_graphs([capture], vocab, window_size=window_size)
         got = stream_windows(capture, vocab, window_size, rng)
         assert len(got) == len(expected) == len(capture) // window_size
@@ -75,6 +76,8 @@ def test_streaming_builder_makes_exactly_the_graphs_of_build_graphs(captures, wi
             assert (window.t_start, window.label) == (t_start, y)
         streamed += got
     assert any(w.label for w in streamed) and any(w.x[:, -1].any() for w in streamed)  # attacks and new IDs were covered
+    # ... and so were rate violations and overdue IDs (the per-ID history features)
+    assert all(any(w.u[GRAPH_FEATURES.index(name)] > 0 for w in streamed) for name in ("rate_violation_share", "overdue_ids"))
 
 
 def test_streaming_builder_refuses_ragged_frames(captures):

@@ -27,9 +27,14 @@ from canids.graphs.formulas import (  # noqa: F401  (the scaling constants stay 
     gap_ms,
     graph_features,
     inter_arrival,
+    late,
+    micros,
     node_features,
+    overdue,
     payload_change,
     payload_words,
+    rate_violation,
+    regular,
     timing_features,
 )
 from canids.graphs.vocab import Vocabulary
@@ -92,6 +97,15 @@ def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None) -> 
     t_rel_sorted = ts[order] - (t0 if t0 is not None else ts[0] if n else 0.0)
     log_ia_sorted, jitter_sorted, fast_sorted, new_sorted = timing_features(ia_sorted, prev_ia_sorted, has_prev_sorted, has_prev2_sorted, t_rel_sorted)
     changed_sorted, byte_change_sorted = payload_change(diff_words, dlc_changed, dlc_sorted, has_prev_sorted)
+    # Each frame's place in its ID's history: how many frames, regular transitions and
+    # microseconds of regular transitions came before it (exact integer counts).
+    group_start = np.maximum.accumulate(np.where(has_prev_sorted, 0, np.arange(n)))
+    n_before = np.arange(n) - group_start
+    regular_sorted = regular(jitter_sorted, has_prev2_sorted)
+    ia_us_sorted = micros(ia_sorted)
+    regular_us_sorted = np.where(regular_sorted, ia_us_sorted, 0)
+    regular_before, regular_us_before = (_before_in_group(values, group_start) for values in (regular_sorted.astype(np.int64), regular_us_sorted))
+    rate_sorted = rate_violation(ia_us_sorted, n_before, regular_before, regular_us_before)
 
     def unsort(values: np.ndarray, dtype=np.float32) -> np.ndarray:
         out = np.empty(n, dtype)
@@ -109,7 +123,19 @@ def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None) -> 
         "byte_change": unsort(byte_change_sorted),
         "entropy": payload_entropy(cap.payload, cap.dlc),
         "dt_next_ms": gap_ms(np.r_[np.diff(ts), 0.0]),
+        "rate_violation": unsort(rate_sorted),
+        "regular": unsort(regular_sorted, bool),
+        "regular_us": unsort(regular_us_sorted, np.int64),
     }
+
+
+def _before_in_group(values: np.ndarray, group_start: np.ndarray) -> np.ndarray:
+    """Per element, the sum of the integer ``values`` before it in its group (groups are runs
+    starting at ``group_start``): one cumulative sum, exact, as integers are."""
+    before = np.cumsum(values)
+    before -= values
+    before -= before[group_start]
+    return before
 
 
 def _per_id(function, id_sorted: np.ndarray, repeat_sorted: np.ndarray) -> np.ndarray:
@@ -193,6 +219,48 @@ def _entropy_rows(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:
     return ent.astype(np.float32)
 
 
+def overdue_ids(can_id: np.ndarray, regular_frame: np.ndarray, regular_us: np.ndarray, ts: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """How many IDs are ``formulas.overdue`` at each window's last frame (positions ``end``,
+    ascending), from every frame of the capture up to and including it (``regular_frame``:
+    which frames had a regular transition, ``regular_us`` its microseconds): the state a live
+    builder holds after that window.
+
+    An ID can only be overdue in a gap after one of its frames that is itself overdue
+    before the next frame comes (timestamps never decrease within a capture, so no window
+    end inside a shorter gap is later). Such gaps are rare on a healthy bus, so only the
+    (gap, window end) pairs inside them are checked, with the same ``overdue`` a live
+    builder calls: linear in the frames, not in frames x IDs.
+    """
+    n = len(can_id)
+    count = np.zeros(len(end), np.int64)
+    if n == 0 or len(end) == 0:
+        return count
+    order = stable_order(can_id)
+    id_sorted = can_id[order]
+    same_as_next = np.r_[id_sorted[1:] == id_sorted[:-1], False]
+    group_start = np.maximum.accumulate(np.where(np.r_[False, same_as_next[:-1]], 0, np.arange(n)))
+    frames = np.arange(1, n + 1) - group_start  # the ID's frames up to and including this one
+    regular_sorted, regular_us_sorted = regular_frame[order].astype(np.int64), regular_us[order]
+    regular_count = _before_in_group(regular_sorted, group_start) + regular_sorted
+    regular_total_us = _before_in_group(regular_us_sorted, group_start) + regular_us_sorted
+    ts_sorted = ts[order]
+    next_ts = np.where(same_as_next, np.r_[ts_sorted[1:], np.inf], np.inf)
+    # A gap with a window end where the ID is overdue is late by its next frame (or, after
+    # the ID's last frame, ever: next_ts is infinite there).
+    gap = np.flatnonzero(late(frames, regular_count, regular_total_us, ts_sorted, next_ts))
+    if len(gap) == 0:
+        return count
+    next_position = np.where(same_as_next[gap], order[np.minimum(gap + 1, n - 1)], n)
+    lo = np.searchsorted(end, order[gap], side="left")
+    hi = np.searchsorted(end, next_position, side="left")
+    pairs = hi - lo
+    which_gap = np.repeat(np.arange(len(gap)), pairs)
+    window = np.arange(pairs.sum()) - np.repeat(np.cumsum(pairs) - pairs, pairs) + lo[which_gap]
+    g = gap[which_gap]
+    hit = overdue(frames[g], regular_count[g], regular_total_us[g], ts_sorted[g], ts[end[window]])
+    return np.bincount(window[hit], minlength=len(end))
+
+
 def window_labels(cap: Capture, frame_labels: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """A window is an attack window when it holds an attack frame, or, for a capture with
     recorded suppression episodes, when the silenced ID misses an expected frame inside it
@@ -258,7 +326,8 @@ def window_graphs(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: in
     ts = cap.timestamp[idx].reshape(n_win, size)
     labels = cap.label[idx].reshape(n_win, size)
     max_share = np.maximum.reduceat(cnt, node_ptr[:-1]) / size if n_nodes else np.zeros(n_win, np.float32)
-    u = graph_features(max_share, np.stack([ff[name][idx].reshape(n_win, size) for name in GRAPH_FRAME_COLUMNS], axis=1))
+    n_overdue = overdue_ids(ff["can_id"], ff["regular"], ff["regular_us"], cap.timestamp, idx.reshape(n_win, size)[:, -1])
+    u = graph_features(max_share, np.stack([ff[name][idx].reshape(n_win, size) for name in GRAPH_FRAME_COLUMNS], axis=1), n_overdue)
     return {
         "x": x,
         "node_vocab": node_vocab,

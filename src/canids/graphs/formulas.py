@@ -31,8 +31,24 @@ _JITTER_CLIP = 6.0
 
 #: The per-frame columns whose per-node reductions ``node_features`` takes, in this order.
 NODE_FRAME_COLUMNS = ("log_ia", "jitter", "changed", "byte_change", "entropy", "new_id")
+#: A transition is regular when its inter-arrival is within e^0.2 (22 %) of the previous
+#: one; an ID is periodic once it has ``_PERIODIC_MIN_FRAMES`` frames and at least 4 in 5 of
+#: its transitions that had a predecessor were regular. Its period is the mean of its regular
+#: inter-arrivals, kept as an integer sum of microseconds: exact in any order, so a capture
+#: and a live window agree to the bit, and untouched by the gap a silenced sender leaves
+#: (the transitions around a gap are not regular). Event-driven IDs and the IDs a fuzzer
+#: makes up are not periodic; real periodic ones are.
+_REGULAR_JITTER, _PERIODIC_MIN_FRAMES = 0.2, 10
+#: A periodic ID's frame arriving within 65 % of its period (100 * ia < 65 * period) breaks its rate.
+_RATE_VIOLATION_PERCENT = 65
+#: A periodic ID with a period of at least ``_FAST_IA_S`` (not a flood) and no frame for
+#: ``_OVERDUE_PERIODS`` periods is overdue, until it has been silent for ``_STALE_ID_S``
+#: (then it is gone: a diagnostic session that ended, not a silenced sender); a window
+#: reports up to ``_OVERDUE_CLIP`` of them.
+_OVERDUE_PERIODS, _OVERDUE_CLIP = 4, 4.0
+
 #: The per-frame columns whose window means ``graph_features`` takes, in this order.
-GRAPH_FRAME_COLUMNS = ("fast", "jitter", "new_id")
+GRAPH_FRAME_COLUMNS = ("fast", "jitter", "new_id", "rate_violation")
 
 _LOG_IA_SCALE = _LOG_IA_MAX - _LOG_IA_MIN
 #: A node's NODE_FRAME_COLUMNS means become features as (mean - offset) / scale (float64; an
@@ -44,7 +60,7 @@ _EXTREME_OFFSET = np.array([_NEUTRAL_LOG_IA, _NEUTRAL_LOG_IA, 0], np.float32)[:,
 _EXTREME_SCALE = np.array([_LOG_IA_SCALE, _LOG_IA_SCALE, _JITTER_CLIP], np.float32)[:, None]
 #: Where the means, the extremes and the byte spread go among ``x``'s columns (NODE_FEATURES).
 _X_MEAN_COLUMNS, _X_EXTREME_COLUMNS, _X_BYTE_STD_COLUMN = np.array([0, 3, 5, 6, 7, 9]), np.array([1, 2, 4]), 8
-_U_SCALE = np.array([1.0, _JITTER_CLIP, 1.0], np.float32)
+_U_SCALE = np.array([1.0, _JITTER_CLIP, 1.0, 1.0], np.float32)
 #: Up to this many frames, ``_node_sums`` sums everything with one bincount (a live window).
 _ONE_BINCOUNT_MAX_FRAMES = 4096
 #: Longest segment whose byte sums fit a 16-bit lane (257 * 255 < 2**16).
@@ -104,6 +120,48 @@ def _used_nonzero_bytes(words: np.ndarray, dlc: np.ndarray) -> np.ndarray:
     top |= words
     top &= _USED_BYTES_TOP_BITS[dlc]
     return np.bitwise_count(top)
+
+
+def regular(jitter: np.ndarray, has_prev2: np.ndarray) -> np.ndarray:
+    """Whether a frame's transition is regular (``timing_features``'s jitter, float64)."""
+    return has_prev2 & (jitter < _REGULAR_JITTER)
+
+
+def micros(ia: np.ndarray) -> np.ndarray:
+    """Inter-arrivals (s, floored by ``inter_arrival``) as whole microseconds, int64."""
+    return np.rint(ia * 1e6).astype(np.int64)
+
+
+def periodic(frames: np.ndarray, regular_count: np.ndarray) -> np.ndarray:
+    """Whether an ID with ``frames`` frames, ``regular_count`` of them regular, is periodic."""
+    return (frames >= _PERIODIC_MIN_FRAMES) & (5 * regular_count >= 4 * (frames - 2))
+
+
+def rate_violation(ia_us: np.ndarray, n_before: np.ndarray, regular_before: np.ndarray, regular_us_before: np.ndarray) -> np.ndarray:
+    """Whether a frame of a periodic ID comes sooner than ``_RATE_VIOLATION_PERCENT`` of its
+    period, judged on the ID's earlier frames: ``n_before`` of them, ``regular_before``
+    regular transitions lasting ``regular_us_before`` microseconds in all.
+
+    An impostor that takes over an ID at its own steady, faster rate (untimed masquerade)
+    has no jitter, which the jitter features look for; against the ID's own past it breaks
+    the rate on any vehicle, whatever its periods. Zero on a healthy bus. Integers only.
+    """
+    return periodic(n_before, regular_before) & (100 * ia_us * regular_before < _RATE_VIOLATION_PERCENT * regular_us_before)
+
+
+def overdue(frames: np.ndarray, regular_count: np.ndarray, regular_us: np.ndarray, last_ts: np.ndarray, t_end: np.ndarray | float) -> np.ndarray:
+    """Whether each periodic ID (``frames`` frames, the last at ``last_ts``, ``regular_count``
+    regular transitions lasting ``regular_us`` microseconds) of period at least
+    ``_FAST_IA_S`` has sent nothing for ``_OVERDUE_PERIODS`` periods at ``t_end``, nor for
+    ``_STALE_ID_S``. A silenced sender (suppression) leaves no frame to describe; the gap it
+    leaves is what any bus shows."""
+    return late(frames, regular_count, regular_us, last_ts, t_end) & (t_end - last_ts <= _STALE_ID_S)
+
+
+def late(frames: np.ndarray, regular_count: np.ndarray, regular_us: np.ndarray, last_ts: np.ndarray, t_end: np.ndarray | float) -> np.ndarray:
+    """``overdue`` without the staleness limit: for a later ``t_end`` it can only become True."""
+    silent = t_end - last_ts
+    return periodic(frames, regular_count) & (regular_us >= int(_FAST_IA_S * 1e6) * regular_count) & (silent * 1e6 * regular_count > _OVERDUE_PERIODS * regular_us)
 
 
 def gap_ms(dt: np.ndarray) -> np.ndarray:
@@ -221,17 +279,19 @@ def edge_features(e_src: np.ndarray, e_dst: np.ndarray, e_count: np.ndarray, dt_
     return edge_attr
 
 
-def graph_features(max_share: np.ndarray, per_frame: np.ndarray) -> np.ndarray:
-    """Window features ``u`` [windows, 4] from the largest node's share of the frames and the
-    window's ``GRAPH_FRAME_COLUMNS`` values per frame [windows, 3, size] float32, frame order."""
+def graph_features(max_share: np.ndarray, per_frame: np.ndarray, n_overdue: np.ndarray) -> np.ndarray:
+    """Window features ``u`` [windows, 6] from the largest node's share of the frames, the
+    window's ``GRAPH_FRAME_COLUMNS`` values per frame [windows, 4, size] float32 in frame
+    order, and how many IDs are ``overdue`` at its last frame."""
     # Window features are violations only: bus load, payload entropy or byte activity of a
     # normal window are properties of the vehicle (they moved a Spark's normal windows 100x
     # in VGAE error), while fast repeats, timing jitter and new IDs are zero on any
-    # healthy bus.
+    # healthy bus, as are rate violations and overdue periodic IDs.
     means = _mean_last_axis(per_frame)
     u = np.empty((len(per_frame), len(GRAPH_FEATURES)), np.float32)
     u[:, 0] = max_share
-    np.true_divide(means, _U_SCALE, out=u[:, 1:])
+    np.true_divide(means, _U_SCALE, out=u[:, 1:5])
+    u[:, 5] = np.minimum(n_overdue, _OVERDUE_CLIP) / _OVERDUE_CLIP
     return u
 
 

@@ -1,9 +1,9 @@
 """What the live graph builder remembers between windows, and its payload-entropy lookup.
 
 Every per-frame feature compares a frame with the previous one or two frames of the same
-CAN ID, so one row per ID holding that ID's last timestamp, last inter-arrival, how many
-frames it has had, last DLC and last payload (as one uint64 word) is the whole past the
-features need. Rows live in dense arrays: a window reads and writes the rows of its IDs
+CAN ID, or with that ID's history in the capture, so one row per ID holding its last
+timestamp and inter-arrival, how many frames (and regular transitions, and their total
+duration) it has had, last DLC and last payload (as one uint64 word) is the whole past the features need (and, at a window's end, which IDs are overdue). Rows live in dense arrays: a window reads and writes the rows of its IDs
 with one gather / scatter per column, where a dict of per-frame tuples cost a Python loop
 over every frame.
 """
@@ -15,7 +15,7 @@ from functools import cache
 import numpy as np
 
 from canids.graphs.build import _entropy_rows
-from canids.graphs.formulas import inter_arrival
+from canids.graphs.formulas import inter_arrival, overdue
 from canids.graphs.vocab import Vocabulary
 
 #: IDs below this find their row in a direct table (11-bit standard IDs, and extended IDs up
@@ -35,12 +35,16 @@ class IdHistory:
 
     def _allocate(self, capacity: int) -> None:
         """(Re)size the row arrays; rows past ``n_rows`` are unused."""
-        old = {name: getattr(self, name) for name in ("last_ts", "last_ia", "seen", "last_dlc", "last_word", "vocab_index")} if self.n_rows else {}
+        old = {name: getattr(self, name) for name in ("last_ts", "last_ia", "seen", "regular", "regular_us", "last_dlc", "last_word", "vocab_index")} if self.n_rows else {}
         self.last_ts = np.zeros(capacity, np.float64)
         #: Inter-arrival of the ID's last frame (floored as the features use it).
         self.last_ia = np.zeros(capacity, np.float64)
         #: Frames of the ID so far (the features ask whether it had one, and two).
         self.seen = np.zeros(capacity, np.int64)
+        #: Of those, frames whose transition was regular (``formulas.regular``), and the
+        #: microseconds those transitions lasted (``formulas.micros``): the ID's period.
+        self.regular = np.zeros(capacity, np.int64)
+        self.regular_us = np.zeros(capacity, np.int64)
         self.last_dlc = np.zeros(capacity, np.uint8)
         #: The ID's last payload, its 8 bytes as one word (``formulas.payload_words``).
         self.last_word = np.zeros(capacity, np.uint64)
@@ -72,13 +76,21 @@ class IdHistory:
             self._row_of_big_id.update(zip(ids[new][~in_table[new]].tolist(), rows[new][~in_table[new]].tolist()))
         return rows
 
-    def advance(self, rows: np.ndarray, count: np.ndarray, last_ts: np.ndarray, last_ia: np.ndarray, last_dlc: np.ndarray, last_word: np.ndarray) -> None:
-        """Record a window: per row, its frames' count and its last frame's values."""
+    def advance(self, rows: np.ndarray, count: np.ndarray, regular: np.ndarray, regular_us: np.ndarray, last_ts: np.ndarray, last_ia: np.ndarray, last_dlc: np.ndarray, last_word: np.ndarray) -> None:
+        """Record a window: per row, its frames' count, regular transitions and their
+        microseconds, and its last frame's values."""
+        self.regular[rows] += regular
+        self.regular_us[rows] += regular_us
         self.last_ts[rows] = last_ts
         self.last_ia[rows] = last_ia
         self.seen[rows] += count
         self.last_dlc[rows] = last_dlc
         self.last_word[rows] = last_word
+
+    def n_overdue(self, t_end: float) -> int:
+        """How many IDs seen so far are ``formulas.overdue`` at ``t_end``."""
+        rows = slice(0, self.n_rows)
+        return int(np.count_nonzero(overdue(self.seen[rows], self.regular[rows], self.regular_us[rows], self.last_ts[rows], t_end)))
 
     def _grow_table(self, can_id: int) -> None:
         """Widen the ID table to hold ``can_id``, moving in the IDs the dict held until now."""
