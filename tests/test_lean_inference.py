@@ -1,4 +1,4 @@
-"""The lean inference kernels compute exactly what PyG's GATv2Conv and global pools compute."""
+"""The lean kernels compute exactly what PyG's GATv2Conv and global pools compute, in inference and in training."""
 
 from __future__ import annotations
 
@@ -54,8 +54,31 @@ def test_pools_match_pyg(n_graphs):
     assert torch.equal(lean.max_pool(batch.x, batch.batch, n_graphs), global_max_pool(batch.x, batch.batch, n_graphs))
 
 
-def test_models_give_the_same_outputs_through_both_paths():
-    """Eval mode (lean kernels) equals the PyG path that training uses, dropout aside."""
+def test_training_attention_is_bit_identical_to_pyg():
+    """With gradients, ``lean.gatv2`` gives PyG's values and PyG's gradients to the last bit: models train to the same weights."""
+    torch.manual_seed(0)
+    batch = random_graphs(12, seed=3)
+    conv = GATv2Conv(len(NODE_FEATURES), 8, heads=4, edge_dim=len(EDGE_FEATURES), add_self_loops=False).train()
+    with torch.no_grad():
+        conv.att.normal_(0, 3.0)
+    weights = torch.randn(batch.x.shape[0], 32)
+
+    def run(attention):
+        conv.zero_grad()
+        x = batch.x.clone().requires_grad_()
+        out = attention(x)
+        (out * weights).sum().backward()
+        return [out.detach(), x.grad, *(p.grad.clone() for p in conv.parameters())]
+
+    pyg = run(lambda x: conv(x, batch.edge_index, batch.edge_attr))
+    ours = run(lambda x: lean.attend(conv, x, batch.edge_index, batch.edge_attr, training=True))
+    for name, a, b in zip(["out", "x.grad", *(n for n, _ in conv.named_parameters())], pyg, ours):
+        assert torch.equal(a, b), (name, (a - b).abs().max())
+
+
+def test_models_give_the_same_outputs_through_both_paths(monkeypatch):
+    """Eval mode (lean kernels) equals the models run with PyG's GATv2Conv in training mode, dropout aside."""
+    pyg_attend = lambda conv, x, edge_index, edge_attr, training: conv(x, edge_index, edge_attr)  # noqa: E731  (the reference)
     torch.manual_seed(0)
     batch = random_graphs(6, seed=2)
     dims = dict(node_dim=len(NODE_FEATURES), edge_dim=len(EDGE_FEATURES), graph_dim=len(GRAPH_FEATURES), vocab_size=3)
@@ -64,7 +87,9 @@ def test_models_give_the_same_outputs_through_both_paths():
     with torch.no_grad():
         gat.train()
         vgae.train()
-        pyg_logits, pyg_score = gat(batch), window_score(batch, vgae(batch, sample=False), vgae)
+        with monkeypatch.context() as patch:
+            patch.setattr(lean, "attend", pyg_attend)
+            pyg_logits, pyg_score = gat(batch), window_score(batch, vgae(batch, sample=False), vgae)
         gat.eval()
         vgae.eval()
         lean_logits, lean_score = gat(batch), window_score(batch, vgae(batch, sample=False), vgae)

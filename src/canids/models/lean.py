@@ -1,12 +1,15 @@
-"""Inference kernels with the fewest tensor operations: GATv2 attention and graph pooling.
+"""GATv2 attention and graph pooling with the fewest tensor operations, for inference and training.
 
 A student detector classifies one window in well under a millisecond only if it runs a
 few dozen tensor operations; PyG's ``MessagePassing`` machinery (argument inspection,
-collect/aggregate dispatch) costs more per call than the arithmetic of a 40-node window.
-These functions compute exactly what ``GATv2Conv`` and PyG's global pools compute (a test
-holds them to it), from the same parameters, with plain indexed torch operations. The
-models pool with them always (they are exact and differentiable) and attend with them when
-not training; training keeps PyG's ``GATv2Conv`` (attention dropout included).
+collect/aggregate dispatch) costs more per call than the arithmetic of a 40-node window (and a
+few per cent of a training step). These functions compute exactly what ``GATv2Conv``
+and PyG's global pools compute (tests hold them to it), from the same parameters, with plain
+indexed torch operations. In training they run the very operations ``GATv2Conv`` runs, in the
+same order (the softmax peak detached, the source rows gathered once for the attention logits
+and once for the messages), so forward values and gradients are bit-identical to PyG's and a
+model trains to the same weights either way; attention dropout (``GATv2Conv.dropout``, 0 in
+this project's models) is applied as PyG applies it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from torch import Tensor
 from torch_geometric.nn import GATv2Conv
 
 
-def gatv2(conv: GATv2Conv, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> Tensor:
-    """``conv(x, edge_index, edge_attr)`` of a ``GATv2Conv`` without self loops, in eval mode."""
+def gatv2(conv: GATv2Conv, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None, training: bool = False) -> Tensor:
+    """``conv(x, edge_index, edge_attr)`` of a ``GATv2Conv`` without self loops (``training``: with its attention dropout)."""
     heads, channels = conv.heads, conv.out_channels
     src, dst = edge_index[0], edge_index[1]
     n = x.shape[0]
@@ -30,7 +33,12 @@ def gatv2(conv: GATv2Conv, x: Tensor, edge_index: Tensor, edge_attr: Tensor | No
         e = e + conv.lin_edge(edge_attr).view(-1, heads, channels)
     logits = (F.leaky_relu(e, conv.negative_slope) * conv.att).sum(-1)
     alpha = segment_softmax(logits, dst, n)
-    out = x.new_zeros(n, heads, channels).index_add_(0, dst, x_j * alpha.unsqueeze(-1))
+    if training and conv.dropout > 0:
+        alpha = F.dropout(alpha, conv.dropout, training=True)
+    # With gradients, the messages gather the source rows again, as PyG's propagate does: x_l's
+    # gradient then sums the same two scatter results PyG's does, so training is bit-identical.
+    x_msg = x_l.index_select(0, src) if torch.is_grad_enabled() else x_j
+    out = x.new_zeros(n, heads, channels).index_add_(0, dst, x_msg * alpha.unsqueeze(-1))
     out = out.reshape(n, heads * channels) if conv.concat else out.mean(1)
     if conv.res is not None:
         out = out + conv.res(x)
@@ -40,14 +48,18 @@ def gatv2(conv: GATv2Conv, x: Tensor, edge_index: Tensor, edge_attr: Tensor | No
 
 
 def attend(conv: GATv2Conv, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None, training: bool) -> Tensor:
-    """One GATv2 layer: PyG's implementation while training, ``gatv2`` otherwise."""
-    return conv(x, edge_index, edge_attr) if training else gatv2(conv, x, edge_index, edge_attr)
+    """One GATv2 layer (``gatv2``), attention dropout while ``training``."""
+    return gatv2(conv, x, edge_index, edge_attr, training)
 
 
 def segment_softmax(logits: Tensor, index: Tensor, size: int) -> Tensor:
-    """Softmax of ``logits`` [E, H] over the entries that share an ``index`` (PyG's ``softmax``)."""
+    """Softmax of ``logits`` [E, H] over the entries that share an ``index`` (PyG's ``softmax``).
+
+    The peak is taken from detached logits, as PyG takes it: the softmax does not depend on the
+    shift, so no gradient flows through it (nor is one computed).
+    """
     expanded = index.unsqueeze(-1).expand_as(logits)
-    peak = logits.new_full((size, logits.shape[1]), float("-inf")).scatter_reduce_(0, expanded, logits, "amax", include_self=True)
+    peak = logits.new_full((size, logits.shape[1]), float("-inf")).scatter_reduce_(0, expanded, logits.detach(), "amax", include_self=True)
     weights = (logits - peak.index_select(0, index)).exp()
     total = logits.new_zeros(size, logits.shape[1]).index_add_(0, index, weights)
     return weights / (total.index_select(0, index) + 1e-16)
