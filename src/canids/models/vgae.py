@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GATv2Conv
-from torch_geometric.utils import negative_sampling
 
 from canids.models import lean
+from canids.models.negatives import negative_sampling
 from canids.settings import VGAEArchitecture
 
 
@@ -100,7 +100,7 @@ class VGAE(nn.Module):
         z = out["z"]
         pos = batch.edge_index
         if pos.shape[1] > 0:
-            neg = negative_sampling(pos, num_nodes=z.shape[0], num_neg_samples=pos.shape[1])
+            neg = negative_sampling(pos, z.shape[0], pos.shape[1])
             pos_logit = (z[pos[0]] * z[pos[1]]).sum(-1)
             neg_logit = (z[neg[0]] * z[neg[1]]).sum(-1)
             edge = F.binary_cross_entropy_with_logits(torch.cat([pos_logit, neg_logit]), torch.cat([torch.ones_like(pos_logit), torch.zeros_like(neg_logit)]))
