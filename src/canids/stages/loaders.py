@@ -2,7 +2,8 @@
 
 The dataset yields window indices only and the collate function gathers the graphs, so a
 loader over a subset (an epoch's curriculum sample, the attack-free windows) copies nothing,
-and a seeded generator makes the shuffled order reproducible.
+and a seeded generator makes the shuffled order reproducible. The dataset hands over a batch's
+indices as one array (``__getitems__``), not one Python int per window.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ class _IndexDataset(Dataset):
 
     def __getitem__(self, i: int) -> int:
         return int(self.index[i])
+
+    def __getitems__(self, items: list[int]) -> np.ndarray:
+        """A whole batch's window indices at once (what the DataLoader fetches when this exists)."""
+        return self.index[np.asarray(items, dtype=np.int64)]
 
 
 def window_loader(graphs: GraphSet, index: np.ndarray | None = None, batch_size: int = 64, shuffle: bool = False, seed: int = 0) -> DataLoader:
