@@ -20,7 +20,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
 from canids.stages.resume import resume_checkpoint, resume_info
-from canids.stages.trainer import TrainSettings, make_trainer, restore_best, seed_everything
+from canids.stages.trainer import TrainSettings, adamw, logs_this_step, make_trainer, restore_best, seed_everything
 from canids.stages.walltime import EXIT_TIME_LIMIT, TimeLimitReached, job_end_time, parse_slurm_duration
 
 SCHEDULER_VARS = ("SLURM_JOB_END_TIME", "SLURM_JOB_ID", "CANIDS_JOB_END_TIME", "CANIDS_TEST_EPOCH_SLEEP_S", "CANIDS_WALLTIME_MARGIN_S")
@@ -61,11 +61,21 @@ class Toy(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=0.01)
 
 
-def _toy_fit(tmp_path: Path, epochs: int, extra_callbacks: list | None = None):
+class ToyLoggingWhenWritten(Toy):
+    """The toy logging its loss only on the steps ``logs_this_step`` names, as the training stages do."""
+
+    def training_step(self, batch, batch_idx):
+        loss = torch.nn.functional.mse_loss(self.model(batch[0]), batch[1])
+        if logs_this_step(self, batch_idx):
+            self.log("train_loss", loss)
+        return loss
+
+
+def _toy_fit(tmp_path: Path, epochs: int, extra_callbacks: list | None = None, toy: type[Toy] = Toy):
     """The toy trained by make_trainer with resume state under tmp_path/resume (continues one if there)."""
     settings = TrainSettings(epochs=epochs, batch_size=8, learning_rate=0.01, weight_decay=0.0, patience=100, seed=0, optimize_batch_size=False, batch_size_max_trials=1, accelerator="cpu", monitor="val_loss", monitor_mode="min")
     resume_dir = tmp_path / "resume"
-    module = Toy()
+    module = toy()
     trainer, best = make_trainer(settings, tmp_path / "work", resume_dir, extra_callbacks=extra_callbacks)
     trainer.fit(module, ckpt_path=resume_checkpoint(resume_dir))
     return trainer, module, best
@@ -197,6 +207,19 @@ def test_curve_keeps_finished_epochs_and_drops_an_epoch_cut_short(tmp_path):
     assert all(r["epoch"] and r["step"] for r in rows)
 
 
+def test_logging_only_the_written_steps_writes_the_same_curve_and_epoch_lines(tmp_path, capfd):
+    """``logs_this_step`` skips Lightning's per-step logging cost without changing a curve row or an epoch line."""
+    outputs = {}
+    for toy in (Toy, ToyLoggingWhenWritten):
+        capfd.readouterr()
+        seed_everything(0)  # the same initial weights
+        _toy_fit(tmp_path / toy.__name__, epochs=3, toy=toy)
+        # the module's name and the elapsed times differ, nothing else may
+        lines = [re.sub(r"^\[\w+\] (.*) [0-9.]+s ", r"\1 ", line) for line in capfd.readouterr().err.splitlines() if "epoch" in line]
+        outputs[toy] = (_rows(tmp_path / toy.__name__ / "work" / "metrics.csv"), lines)
+    assert outputs[Toy][1] and outputs[Toy] == outputs[ToyLoggingWhenWritten]
+
+
 def test_fresh_training_starts_a_fresh_curve(tmp_path):
     """Without a resume checkpoint the curve of an earlier run in the same directory is replaced."""
     _toy_fit(tmp_path, epochs=2)
@@ -239,3 +262,20 @@ def test_resume_info_is_written_with_the_checkpoint(tmp_path):
     assert {k: info[k] for k in ("checkpoint", "epochs_done", "max_epochs", "global_step")} == {"checkpoint": "resume.ckpt", "epochs_done": 2, "max_epochs": 2, "global_step": 16}
     assert abs(info["saved_at"] - time.time()) < 3600
     assert sorted(p.name for p in (tmp_path / "resume").iterdir()) == ["resume.ckpt", "resume.json"]
+
+
+def test_adamw_updates_the_weights_as_the_default_loop_does():
+    """The stages' multi-tensor AdamW (``adamw``) gives the per-parameter loop's weights, bit for bit."""
+    settings = TrainSettings(epochs=1, batch_size=8, learning_rate=0.005, weight_decay=1e-4, patience=1, seed=0, optimize_batch_size=False, batch_size_max_trials=1, accelerator="cpu", monitor="val_loss", monitor_mode="min")
+    weights = {}
+    for name in ("default", "adamw"):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(10, 64), torch.nn.LayerNorm(64), torch.nn.Linear(64, 2))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.005, weight_decay=1e-4) if name == "default" else adamw(model.parameters(), settings)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(20):
+            optimizer.zero_grad()
+            model(torch.randn(32, 10, generator=g)).square().mean().backward()
+            optimizer.step()
+        weights[name] = list(model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(weights["default"], weights["adamw"]))

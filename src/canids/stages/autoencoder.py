@@ -15,7 +15,7 @@ from canids.settings import VGAEArchitecture
 from canids.shape import ATTACK_FREE_SPLIT
 from canids.stages.loaders import window_loader
 from canids.stages.resume import resume_checkpoint
-from canids.stages.trainer import TrainSettings, make_trainer, restore_best, tune_batch_size
+from canids.stages.trainer import TrainSettings, adamw, logs_this_step, make_trainer, restore_best, tune_batch_size
 from canids.stages.metrics import best_f1_threshold, binary_metrics
 
 
@@ -45,8 +45,10 @@ class VGAEModule(L.LightningModule):
                 t_out = self.teacher(batch, sample=False)
             kd = torch.nn.functional.mse_loss(out["x_hat"], t_out["x_hat"]) + torch.nn.functional.mse_loss(out["u_hat"], t_out["u_hat"])
             loss = (1 - self.kd_alpha) * loss + self.kd_alpha * kd
-            self.log("train_kd", kd, batch_size=batch.num_graphs)
-        self.log("train_loss", loss, prog_bar=True, batch_size=batch.num_graphs)
+            if logs_this_step(self, batch_idx):
+                self.log("train_kd", kd, batch_size=batch.num_graphs)
+        if logs_this_step(self, batch_idx):
+            self.log("train_loss", loss, prog_bar=True, batch_size=batch.num_graphs)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -55,7 +57,7 @@ class VGAEModule(L.LightningModule):
         self.log("val_score", (node_err + self.model.cfg.graph_weight * win_err).mean(), batch_size=batch.num_graphs)
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay)
+        return adamw(self.parameters(), self.settings)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from canids.models.gat import GATClassifier, GATConfig
 from canids.settings import CurriculumPacing, GATArchitecture
 from canids.stages.loaders import window_loader
 from canids.stages.resume import resume_checkpoint
-from canids.stages.trainer import TrainSettings, make_trainer, restore_best, tune_batch_size
+from canids.stages.trainer import TrainSettings, adamw, logs_this_step, make_trainer, restore_best, tune_batch_size
 from canids.stages.metrics import binary_metrics
 
 
@@ -105,7 +105,8 @@ class GATModule(L.LightningModule):
             t = self.kd_temperature
             kd = F.kl_div(F.log_softmax(logits / t, -1), F.softmax(t_logits / t, -1), reduction="batchmean") * t * t
             loss = (1 - self.kd_alpha) * loss + self.kd_alpha * kd
-        self.log("train_loss", loss, prog_bar=True, batch_size=batch.num_graphs)
+        if logs_this_step(self, batch_idx):
+            self.log("train_loss", loss, prog_bar=True, batch_size=batch.num_graphs)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -127,7 +128,7 @@ class GATModule(L.LightningModule):
             self.log("curriculum_fraction", self.schedule[-1]["fraction"])
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay)
+        return adamw(self.parameters(), self.settings)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["curriculum_schedule"] = list(self.schedule)
