@@ -4,15 +4,18 @@ Preprocesses a real dataset (default hcrl_sa) as the workflow does, then trains 
 epochs with the project's own Lightning modules (``VGAEModule``, ``GATModule``: the loaders, batching
 and loss the pipeline uses) on ``--threads`` threads, without validation or checkpoints, so that what is
 timed is the training epoch. Lightning's ``SimpleProfiler`` times every fetch of the next batch, which
-gives the data-loading share of an epoch. Prints one JSON line per batch size: per model the graphs/s of
-every epoch, their median, and the median data-loading share.
+gives the data-loading share of an epoch. Prints one JSON line per batch size: per model the graphs and
+graphs/s of every epoch, the median graphs/s, and the data-loading share; and the machine's load average
+before and after, since a shared machine makes the figures noisy (compare branches by interleaving runs).
 
     python bench/train_speed.py [--dataset hcrl_sa] [--epochs 5] [--threads 2] [--batch-sizes 64 256]
 
 Batch 64 is the replaced pipeline's (it reached 373 graphs/s for its GAT and 306 for its VGAE on hcrl_sa,
 2 threads); 256 is what the batch-size tuner picks on a CPU with the default settings. The GAT's
-curriculum is given a uniform difficulty here (every window eligible from the first epoch), so each epoch
-trains on the full training set; the curriculum itself only chooses which windows.
+curriculum is given a uniform difficulty here (every window eligible from the first epoch); each epoch
+draws as many windows as its pacing fraction allows, so GAT epochs grow as in the pipeline (hence the
+graphs of every epoch in the output). As in the pipeline, the GAT's loader is rebuilt every epoch (its
+curriculum sample) and the VGAE's is not.
 Data: $CAN_DATA_ROOT/<dataset>, default ../shared/data/can/<dataset> relative to the repo.
 Goal (issue 15): >= 5,000 graphs/s per epoch for both, data loading under 20 % of an epoch.
 """
@@ -84,20 +87,20 @@ def main() -> int:
         def on_train_epoch_end(self, trainer, module) -> None:
             self.epochs.append({"graphs": self._graphs, "seconds": time.perf_counter() - self._t0})
 
-    def measure(module: L.LightningModule) -> dict:
+    def measure(module: L.LightningModule, reload_every_epoch: bool) -> dict:
         timer, profiler = EpochTimer(), SimpleProfiler(dirpath=tempfile.gettempdir(), filename="canids_train_speed_profile")  # its report to a file, not stdout
         trainer = L.Trainer(max_epochs=args.epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, profiler=profiler, callbacks=[timer],
-                            reload_dataloaders_every_n_epochs=1)
+                            log_every_n_steps=10, reload_dataloaders_every_n_epochs=1 if reload_every_epoch else 0)  # as make_trainer
         trainer.fit(module)
         fetches = profiler.recorded_durations["[_TrainingEpochLoop].train_dataloader_next"]
         per_epoch = [e["graphs"] / e["seconds"] for e in timer.epochs]
         loading = sum(fetches) / sum(e["seconds"] for e in timer.epochs)
         return {"graphs_per_s_epochs": [round(g) for g in per_epoch], "graphs_per_s_median": round(statistics.median(per_epoch)),
-                "graphs_per_epoch": timer.epochs[0]["graphs"], "data_loading_share": round(loading, 3)}
+                "graphs_epochs": [e["graphs"] for e in timer.epochs], "data_loading_share": round(loading, 3)}
 
     for batch_size in args.batch_sizes:
-        results = {}
+        results, load_before = {}, os.getloadavg()[0]
         for model, section in (("vgae", settings.autoencoder.teacher), ("gat", settings.curriculum.teacher)):
             train_settings = TrainSettings(epochs=args.epochs, batch_size=batch_size, learning_rate=section.learning_rate, weight_decay=section.weight_decay,
                                            patience=args.epochs, seed=settings.training.seed, optimize_batch_size=False, batch_size_max_trials=1,
@@ -107,7 +110,7 @@ def main() -> int:
                 module = VGAEModule(VGAEConfig.of(section.model, **dims), train, attack_free_index(train), val, np.flatnonzero(val.y.numpy() == 0), train_settings)
             else:
                 module = GATModule(GATConfig.of(section.model, **dims), train, np.zeros(len(train)), val, train_settings, section.curriculum)
-            results[model] = measure(module)
+            results[model] = measure(module, reload_every_epoch=model == "gat")
         print(json.dumps({
             "benchmark": "train_speed",
             "data": f"{args.dataset}: {len(train)} training windows",
@@ -115,6 +118,7 @@ def main() -> int:
             "batch_size": batch_size,
             "threads": args.threads,
             **results,
+            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "goal_graphs_per_s": 5000,
             "goal_data_loading_share": 0.2,
             "replaced_pipeline_graphs_per_s_batch_64": {"gat": 373, "vgae": 306},
