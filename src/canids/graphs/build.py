@@ -124,8 +124,11 @@ def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None) -> 
         "entropy": payload_entropy(cap.payload, cap.dlc),
         "dt_next_ms": gap_ms(np.r_[np.diff(ts), 0.0]),
         "rate_violation": unsort(rate_sorted),
-        "regular": unsort(regular_sorted, bool),
-        "regular_us": unsort(regular_us_sorted, np.int64),
+        # What overdue_ids reads: the frames in ID order, and each ID's regular transitions
+        # and their microseconds up to and including each frame (sorted once, summed once).
+        "id_order": order,
+        "regular_upto": unsort(regular_before + regular_sorted, np.int64),
+        "regular_us_upto": unsort(regular_us_before + regular_us_sorted, np.int64),
     }
 
 
@@ -219,11 +222,11 @@ def _entropy_rows(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:
     return ent.astype(np.float32)
 
 
-def overdue_ids(can_id: np.ndarray, regular_frame: np.ndarray, regular_us: np.ndarray, ts: np.ndarray, end: np.ndarray) -> np.ndarray:
+def overdue_ids(ff: dict[str, np.ndarray], ts: np.ndarray, end: np.ndarray) -> np.ndarray:
     """How many IDs are ``formulas.overdue`` at each window's last frame (positions ``end``,
-    ascending), from every frame of the capture up to and including it (``regular_frame``:
-    which frames had a regular transition, ``regular_us`` its microseconds): the state a live
-    builder holds after that window.
+    ascending), from every frame of the capture up to and including it (``frame_features``'s
+    ``id_order``, ``regular_upto`` and ``regular_us_upto``): the state a live builder holds
+    after that window.
 
     An ID can only be overdue in a gap after one of its frames that is itself overdue
     before the next frame comes (timestamps never decrease within a capture, so no window
@@ -231,18 +234,16 @@ def overdue_ids(can_id: np.ndarray, regular_frame: np.ndarray, regular_us: np.nd
     (gap, window end) pairs inside them are checked, with the same ``overdue`` a live
     builder calls: linear in the frames, not in frames x IDs.
     """
-    n = len(can_id)
+    order = ff["id_order"]
+    n = len(order)
     count = np.zeros(len(end), np.int64)
     if n == 0 or len(end) == 0:
         return count
-    order = stable_order(can_id)
-    id_sorted = can_id[order]
+    id_sorted = ff["can_id"][order]
     same_as_next = np.r_[id_sorted[1:] == id_sorted[:-1], False]
     group_start = np.maximum.accumulate(np.where(np.r_[False, same_as_next[:-1]], 0, np.arange(n)))
     frames = np.arange(1, n + 1) - group_start  # the ID's frames up to and including this one
-    regular_sorted, regular_us_sorted = regular_frame[order].astype(np.int64), regular_us[order]
-    regular_count = _before_in_group(regular_sorted, group_start) + regular_sorted
-    regular_total_us = _before_in_group(regular_us_sorted, group_start) + regular_us_sorted
+    regular_count, regular_total_us = ff["regular_upto"][order], ff["regular_us_upto"][order]
     ts_sorted = ts[order]
     next_ts = np.where(same_as_next, np.r_[ts_sorted[1:], np.inf], np.inf)
     # A gap with a window end where the ID is overdue is late by its next frame (or, after
@@ -326,7 +327,7 @@ def window_graphs(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: in
     ts = cap.timestamp[idx].reshape(n_win, size)
     labels = cap.label[idx].reshape(n_win, size)
     max_share = np.maximum.reduceat(cnt, node_ptr[:-1]) / size if n_nodes else np.zeros(n_win, np.float32)
-    n_overdue = overdue_ids(ff["can_id"], ff["regular"], ff["regular_us"], cap.timestamp, idx.reshape(n_win, size)[:, -1])
+    n_overdue = overdue_ids(ff, cap.timestamp, idx.reshape(n_win, size)[:, -1])
     u = graph_features(max_share, np.stack([ff[name][idx].reshape(n_win, size) for name in GRAPH_FRAME_COLUMNS], axis=1), n_overdue)
     return {
         "x": x,

@@ -3,9 +3,10 @@
 Every per-frame feature compares a frame with the previous one or two frames of the same
 CAN ID, or with that ID's history in the capture, so one row per ID holding its last
 timestamp and inter-arrival, how many frames (and regular transitions, and their total
-duration) it has had, last DLC and last payload (as one uint64 word) is the whole past the features need (and, at a window's end, which IDs are overdue). Rows live in dense arrays: a window reads and writes the rows of its IDs
-with one gather / scatter per column, where a dict of per-frame tuples cost a Python loop
-over every frame.
+duration) it has had, last DLC and last payload (as one uint64 word) is the whole past the
+features need (and, at a window's end, which IDs are overdue). Rows live in dense arrays: a
+window reads and writes the rows of its IDs with one gather / scatter per column, where a
+dict of per-frame tuples cost a Python loop over every frame.
 """
 
 from __future__ import annotations
