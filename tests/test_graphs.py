@@ -12,6 +12,7 @@ from canids.data.frames import Capture
 from conftest import periodic_capture
 from canids.graphs import build
 from canids.graphs.build import build_graphs, payload_entropy
+from canids.graphs.features import GRAPH_FEATURES
 from canids.graphs.graphset import EDGE_FEATURES, NODE_FEATURES, GraphSet
 from canids.graphs.shards import load_graphsets, save_graphsets
 from canids.graphs.vocab import UNKNOWN_INDEX, build_vocabulary
@@ -262,3 +263,59 @@ def test_history_violations_equal_frame_by_frame_loops(size, stride):
     assert violation[(t > 15) & (t < 16)].sum() > 50 and violation[(t < 15) | (t > 16.1)].sum() == 0
     window_end = t[np.arange(size - 1, len(cap), stride)]
     assert overdue[(window_end > 12.3) & (window_end < 13)].all() and not overdue[(window_end < 11.9) | (window_end > 13.05)].any()
+
+
+_GRAPH_FIELDS = ("x", "node_vocab", "node_can_id", "edge_index", "edge_attr", "node_ptr", "edge_ptr", "u", "y", "attack_frames", "capture", "attack_type", "t_start")
+
+
+def _suppressed_periodic_capture() -> Capture:
+    """The periodic capture, its silenced ID's second recorded as a suppression episode."""
+    from canids.data.suppress import Suppression
+
+    cap = periodic_capture(np.random.default_rng(5))
+    cap.meta["suppressed"] = Suppression(0x101, ((12.0, 13.0),)).to_meta()
+    return cap
+
+
+@pytest.mark.parametrize("stride", [None, 37, 150])
+@pytest.mark.parametrize("chunk_frames", [2, 333, 5000])
+def test_building_a_capture_in_chunks_gives_the_same_graphs(stride, chunk_frames):
+    """Preprocessing builds ``chunk_frames`` frames at a time from the per-ID history; every
+    window, its overdue IDs and rate violations (which look back across chunks), and the
+    suppression labels (from the whole capture) must be the graphs of the whole capture."""
+    rng = np.random.default_rng(11)
+    big_ids = np.array([0x10, 0x7FF, 0x1FFFFFFF, 0x123456], np.int64)  # extended IDs take the history's slow path
+    caps = [_suppressed_periodic_capture(), _random_capture(rng, 3000, big_ids)]
+    vocab = build_vocabulary(caps)
+    whole = build_graphs(caps, vocab, window_size=100, stride=stride)
+    chunked = build_graphs(caps, vocab, window_size=100, stride=stride, chunk_frames=chunk_frames)
+    for field in _GRAPH_FIELDS:
+        assert np.array_equal(getattr(chunked, field).numpy(), getattr(whole, field).numpy()), field
+    u = whole.u.numpy()
+    history_features = [GRAPH_FEATURES.index(name) for name in ("rate_violation_share", "overdue_ids")]
+    assert (u[:, history_features] > 0).any(axis=0).all()  # both fire somewhere
+    assert whole.y.numpy().any()  # the suppression episode labels windows
+
+
+def test_capture_graph_chunks_continue_one_capture_in_a_shard_writer(tmp_path):
+    """The pieces of one capture go to a writer as one capture; a piece of another capture
+    cannot pretend to continue it."""
+    from canids.graphs.build import capture_graph_chunks
+    from canids.graphs.shards import ShardWriter, write_index
+
+    cap = periodic_capture(np.random.default_rng(2))
+    vocab = build_vocabulary([cap])
+    writer = ShardWriter(tmp_path, "train", 7, 100)
+    pieces = list(capture_graph_chunks(cap, vocab, 100, None, 1000))
+    assert len(pieces) > 3
+    for k, piece in enumerate(pieces):
+        writer.add(piece, same_capture=k > 0)
+    write_index(tmp_path / "index.json", {"train": writer.close()}, {})
+    loaded = load_graphsets(tmp_path / "index.json")[0]["train"]
+    whole = build_graphs([cap], vocab, 100)
+    assert loaded.capture_names == whole.capture_names == ["train_01_attack_free/p"]
+    for field in _GRAPH_FIELDS:
+        assert np.array_equal(getattr(loaded, field).numpy(), getattr(whole, field).numpy()), field
+    other = capture([1, 2, 3] * 50, name="q")
+    with pytest.raises(ValueError, match="continuing capture.*train_01_attack_free/p"):
+        writer.add(build_graphs([other], vocab, 100), same_capture=True)

@@ -21,6 +21,7 @@ from canids.shape import ATTACK_FREE_SPLIT, TRAIN_SPLITS, VALIDATION, file_name,
 from canids.util import sha256_file
 
 SHARD_WINDOWS = 37  # small and odd: shards end inside captures, and captures span shards
+CHUNK_FRAMES = 1234  # likewise: captures are built in chunks that end inside windows' shards
 
 
 def _tensor(value) -> np.ndarray:
@@ -36,7 +37,7 @@ def assert_same_set(got: GraphSet, want: GraphSet, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
-    """A small generated dataset and the settings to preprocess it with tiny shards."""
+    """A small generated dataset and the settings to preprocess it with tiny shards, built in small chunks."""
     from canids.data.synthetic import generate
     from canids.settings import load_settings
 
@@ -46,7 +47,7 @@ def mini(tmp_path_factory):
     (data / "generator.json").unlink()
     catalog = tmp / "catalog.yaml"
     catalog.write_text(f"datasets:\n  mini: {{format: ctt, path: {data}}}\n")
-    settings = load_settings({"datasets": ["mini"], "variants": ["teacher"], "training_types": ["preprocess"], "catalog": str(catalog), "experiment_root": str(tmp / "runs"), "preprocess": {"shard_windows": SHARD_WINDOWS}})
+    settings = load_settings({"datasets": ["mini"], "variants": ["teacher"], "training_types": ["preprocess"], "catalog": str(catalog), "experiment_root": str(tmp / "runs"), "preprocess": {"shard_windows": SHARD_WINDOWS, "chunk_frames": CHUNK_FRAMES}})
     return tmp, settings
 
 
@@ -64,7 +65,7 @@ def preprocessed(mini):
 
 
 def unsharded_build(settings) -> tuple[dict[str, GraphSet], dict[str, GraphSet]]:
-    """The graphs as preprocessing built them before sharding: every capture in memory, one build per set."""
+    """The graphs as preprocessing built them before sharding and chunks: every capture in memory, one build per set."""
     from canids.data.catalog import load_catalog
     from canids.workflow.preprocess import split_train_val
 

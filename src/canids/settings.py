@@ -81,7 +81,8 @@ class PreprocessSettings:
     stride: int | None = setting(None, "frames between window starts; null means window_size (no overlap)", minimum=1, maximum=100_000)
     val_fraction: float = setting(0.2, "share of every training capture held out for validation: one contiguous time block whose attack share matches the capture's", exclusiveMinimum=0, exclusiveMaximum=1)
     strict: bool = setting(True, "stop at the first malformed row (file, line and value in the message); false skips bad rows and counts them per file in the manifest")
-    shard_windows: int = setting(20_000, "windows per graph-cache shard: preprocessing holds at most one shard per graph set (plus one capture) in memory, so memory is bounded by this and the largest capture, not by the dataset", minimum=1, maximum=10_000_000)
+    shard_windows: int = setting(20_000, "windows per graph-cache shard: preprocessing holds at most one shard per graph set in memory", minimum=1, maximum=10_000_000)
+    chunk_frames: int = setting(1_000_000, "frames of a capture built into graphs at once (about 0.5 KB each at the peak): with shard_windows, this bounds preprocessing's memory whatever the captures' lengths; the graphs are the same for any value", minimum=2, maximum=1_000_000_000)
 
 
 @dataclass(frozen=True)

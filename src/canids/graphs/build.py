@@ -9,7 +9,7 @@ window would cap preprocessing at a few thousand windows per second.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -41,31 +41,94 @@ from canids.graphs.vocab import Vocabulary
 
 if TYPE_CHECKING:  # imported where a GraphSet is built: the streaming path (graphs.stream) runs without torch
     from canids.graphs.graphset import GraphSet
+    from canids.graphs.stream_state import IdHistory
 
 
-def build_graphs(captures: list[Capture], vocab: Vocabulary, window_size: int = 100, stride: int | None = None) -> GraphSet:
-    """Build the windows of several captures into one ``GraphSet`` (capture order kept)."""
+def build_graphs(captures: list[Capture], vocab: Vocabulary, window_size: int = 100, stride: int | None = None, chunk_frames: int | None = None) -> GraphSet:
+    """Build the windows of several captures into one ``GraphSet`` (capture order kept).
+
+    ``chunk_frames`` bounds the frames built at once (``capture_chunks``); the graphs are the
+    same whatever it is."""
     from canids.graphs.graphset import GraphSet
 
-    stride = stride or window_size
-    if window_size < 2 or stride < 1:
-        raise ValueError(f"window_size must be >= 2 and stride >= 1, got {window_size}/{stride}")
-    parts = [_build_capture(cap, vocab, window_size, stride, k) for k, cap in enumerate(captures)]
+    stride = _check_window(window_size, stride)
     attack_types = sorted({cap.attack_type for cap in captures} | {"normal"})
-    type_index = {name: i for i, name in enumerate(attack_types)}
-    for part, cap in zip(parts, captures):
-        part["attack_type"] = np.full(len(part["y"]), type_index[cap.attack_type], np.int64)
-        part["attack_type"][part["y"] == 0] = type_index["normal"]
+    parts = [_with_attack_type(part, cap, attack_types) for k, cap in enumerate(captures) for part in capture_chunks(cap, vocab, window_size, stride, k, chunk_frames)]
     return GraphSet.concatenate_parts(
         parts,
-        capture_names=[f"{cap.split}/{cap.name}" if cap.split else cap.name for cap in captures],
+        capture_names=[capture_name(cap) for cap in captures],
         attack_types=attack_types,
         window_size=window_size,
     )
 
 
-def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None) -> dict[str, np.ndarray]:
-    """Per-frame quantities computed once per capture, before windowing.
+def capture_graph_chunks(cap: Capture, vocab: Vocabulary, window_size: int = 100, stride: int | None = None, chunk_frames: int | None = None) -> Iterator[GraphSet]:
+    """The windows of ONE capture as consecutive ``GraphSet`` pieces of at most ``chunk_frames``
+    frames' windows each, for a writer that appends them to the same capture
+    (``ShardWriter.add(..., same_capture=True)``): memory bounded by ``chunk_frames``, not by
+    the capture's length."""
+    from canids.graphs.graphset import GraphSet
+
+    stride = _check_window(window_size, stride)
+    attack_types = sorted({cap.attack_type, "normal"})
+    for part in capture_chunks(cap, vocab, window_size, stride, 0, chunk_frames):
+        yield GraphSet.concatenate_parts([_with_attack_type(part, cap, attack_types)], capture_names=[capture_name(cap)], attack_types=attack_types, window_size=window_size)
+
+
+def capture_name(cap: Capture) -> str:
+    """How a capture is named in a graph set: ``split/name``."""
+    return f"{cap.split}/{cap.name}" if cap.split else cap.name
+
+
+def _check_window(window_size: int, stride: int | None) -> int:
+    stride = stride or window_size
+    if window_size < 2 or stride < 1:
+        raise ValueError(f"window_size must be >= 2 and stride >= 1, got {window_size}/{stride}")
+    return stride
+
+
+def _with_attack_type(part: dict[str, np.ndarray], cap: Capture, attack_types: list[str]) -> dict[str, np.ndarray]:
+    """A window is of its capture's attack type when it is an attack window, else ``normal``."""
+    part["attack_type"] = np.where(part["y"] == 1, attack_types.index(cap.attack_type), attack_types.index("normal")).astype(np.int64)
+    return part
+
+
+def capture_chunks(cap: Capture, vocab: Vocabulary, size: int, stride: int, capture_index: int, chunk_frames: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """The windows of ``cap`` (``GraphSet`` parts), built ``chunk_frames`` frames at a time.
+
+    Every feature looks back at the same ID's earlier frames only, and everything it needs
+    of them is one row per ID (``stream_state.IdHistory``, the live builder's state). So a
+    chunk is built from its frames and that history, which then advances to the next
+    chunk's first frame: the windows are the same, bit for bit, as with the whole capture at
+    once, and memory is bounded by the chunk, not by the capture (a capture of tens of
+    millions of frames needed several GB at once). With overlapping windows (``stride <
+    size``) a chunk's last frames are built again by the next one.
+    """
+    from canids.graphs.stream_state import IdHistory  # here: stream_state imports this module
+
+    n = len(cap)
+    n_win = (n - size) // stride + 1 if n >= size else 0
+    if n_win <= 0:
+        from canids.graphs.graphset import GraphSet
+
+        yield GraphSet.empty_part()
+        return
+    per_chunk = n_win if chunk_frames is None else max(1, (max(int(chunk_frames), size) - size) // stride + 1)
+    history = IdHistory(vocab)
+    t0 = float(cap.timestamp[0])
+    missed = _missed_frames(cap)
+    for w0 in range(0, n_win, per_chunk):
+        w1 = min(n_win, w0 + per_chunk)
+        first, stop = w0 * stride, (w1 - 1) * stride + size
+        if w1 < n_win:  # the history must reach the next chunk's first frame, and not pass it
+            stop = max(stop, w1 * stride)  # (frames between windows, with stride > size, count)
+        chunk = cap.slice(first, stop)
+        ff = frame_features(chunk, vocab, t0, history, advance=None if w1 == n_win else w1 * stride - first)
+        yield window_graphs(chunk, ff, size, stride, capture_index, missed)
+
+
+def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None, history: "IdHistory | None" = None, advance: int | None = None) -> dict[str, np.ndarray]:
+    """Per-frame quantities computed once per capture (or chunk of one), before windowing.
 
     Every quantity compares a frame with the previous frame of the SAME ID in the same
     capture, never with a table learnt on the training vehicle: a vehicle the model never
@@ -76,36 +139,49 @@ def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None) -> 
     jitter, change one or two bytes per frame (counters, checksums), and never reappear
     within a millisecond; injected frames break exactly these regularities.
 
-    Causal: a frame only looks back, so the same features can be computed on a live bus
-    (``graphs.stream`` does, passing the capture's first timestamp as ``t0``, the warm-up
-    clock, when ``cap`` holds only the recent frames).
+    Causal: a frame only looks back. ``history`` holds each ID's past before ``cap``'s first
+    frame (fresh: none), and ``t0`` the capture's first timestamp (the warm-up clock;
+    default ``cap``'s own). The history is advanced past ``cap``'s first ``advance`` frames
+    (default: all of them).
     """
+    from canids.graphs.stream_state import IdHistory  # here: stream_state imports this module
+
+    history = history if history is not None else IdHistory(vocab)
     n = len(cap)
     can_id = cap.can_id.astype(np.int64)
     ts = cap.timestamp
     order = stable_order(can_id)
     id_sorted = can_id[order]
-    has_prev_sorted = np.r_[False, id_sorted[1:] == id_sorted[:-1]]
-    has_prev2_sorted = has_prev_sorted & np.r_[False, has_prev_sorted[:-1]]
-    ia_sorted = inter_arrival(np.r_[0.0, np.diff(ts[order])])
-    prev_ia_sorted = np.r_[_MIN_IA_S, ia_sorted[:-1]]
-    payload_sorted = payload_words(cap.payload)[order]
-    dlc_sorted = cap.dlc[order]
-    diff_words = np.zeros(n, np.uint64)
-    diff_words[1:] = payload_sorted[1:] ^ payload_sorted[:-1]
-    dlc_changed = np.r_[False, dlc_sorted[1:] != dlc_sorted[:-1]]
-    t_rel_sorted = ts[order] - (t0 if t0 is not None else ts[0] if n else 0.0)
-    log_ia_sorted, jitter_sorted, fast_sorted, new_sorted = timing_features(ia_sorted, prev_ia_sorted, has_prev_sorted, has_prev2_sorted, t_rel_sorted)
-    changed_sorted, byte_change_sorted = payload_change(diff_words, dlc_changed, dlc_sorted, has_prev_sorted)
+    repeat_sorted = np.r_[False, id_sorted[1:] == id_sorted[:-1]]  # the frame before it in the chunk is of its ID
+    first = np.flatnonzero(~repeat_sorted)
+    count = np.diff(np.r_[first, n])
+    known = history.n_rows  # rows of IDs seen before this chunk
+    rows = history.rows(id_sorted[first]) if n else np.zeros(0, np.int64)
+    prior = _prior_gaps(history, known, rows, order[first], n)
+    group_start = np.maximum.accumulate(np.where(repeat_sorted, 0, np.arange(n)))
     # Each frame's place in its ID's history: how many frames, regular transitions and
     # microseconds of regular transitions came before it (exact integer counts).
-    group_start = np.maximum.accumulate(np.where(has_prev_sorted, 0, np.arange(n)))
-    n_before = np.arange(n) - group_start
+    n_before = np.arange(n) - group_start + np.repeat(history.seen[rows], count)
+    has_prev_sorted, has_prev2_sorted = n_before >= 1, n_before >= 2
+    ts_sorted = ts[order]
+    ia_sorted = inter_arrival(ts_sorted - _previous(ts_sorted, first, history.last_ts[rows]))
+    prev_ia_sorted = _previous(ia_sorted, first, history.last_ia[rows])
+    words_sorted = payload_words(cap.payload)[order]
+    dlc_sorted = cap.dlc[order]
+    diff_words = words_sorted ^ _previous(words_sorted, first, history.last_word[rows])
+    dlc_changed = dlc_sorted != _previous(dlc_sorted, first, history.last_dlc[rows])
+    t_rel_sorted = ts_sorted - (t0 if t0 is not None else ts[0] if n else 0.0)
+    log_ia_sorted, jitter_sorted, fast_sorted, new_sorted = timing_features(ia_sorted, prev_ia_sorted, has_prev_sorted, has_prev2_sorted, t_rel_sorted)
+    changed_sorted, byte_change_sorted = payload_change(diff_words, dlc_changed, dlc_sorted, has_prev_sorted)
     regular_sorted = regular(jitter_sorted, has_prev2_sorted)
     ia_us_sorted = micros(ia_sorted)
     regular_us_sorted = np.where(regular_sorted, ia_us_sorted, 0)
-    regular_before, regular_us_before = (_before_in_group(values, group_start) for values in (regular_sorted.astype(np.int64), regular_us_sorted))
+    regular_before = _before_in_group(regular_sorted.astype(np.int64), group_start) + np.repeat(history.regular[rows], count)
+    regular_us_before = _before_in_group(regular_us_sorted, group_start) + np.repeat(history.regular_us[rows], count)
     rate_sorted = rate_violation(ia_us_sorted, n_before, regular_before, regular_us_before)
+    regular_upto, regular_us_upto = regular_before + regular_sorted, regular_us_before + regular_us_sorted
+    vocab_sorted = np.repeat(history.vocab_index[rows], count)
+    _advance(history, rows, first, order, n if advance is None else advance, ts_sorted, ia_sorted, dlc_sorted, words_sorted, regular_upto, regular_us_upto)
 
     def unsort(values: np.ndarray, dtype=np.float32) -> np.ndarray:
         out = np.empty(n, dtype)
@@ -114,7 +190,7 @@ def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None) -> 
 
     return {
         "can_id": can_id,
-        "vocab": unsort(_per_id(vocab.index, id_sorted, has_prev_sorted), np.int64),
+        "vocab": unsort(vocab_sorted, np.int64),
         "log_ia": unsort(log_ia_sorted),
         "jitter": unsort(jitter_sorted),
         "fast": unsort(fast_sorted),
@@ -124,12 +200,55 @@ def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None) -> 
         "entropy": payload_entropy(cap.payload, cap.dlc),
         "dt_next_ms": gap_ms(np.r_[np.diff(ts), 0.0]),
         "rate_violation": unsort(rate_sorted),
-        # What overdue_ids reads: the frames in ID order, and each ID's regular transitions
-        # and their microseconds up to and including each frame (sorted once, summed once).
+        # What overdue_ids reads, in ID order (``id_order``): each frame's frames, regular
+        # transitions and their microseconds up to and including it, and the gaps that
+        # began before the chunk (``_prior_gaps``).
         "id_order": order,
-        "regular_upto": unsort(regular_before + regular_sorted, np.int64),
-        "regular_us_upto": unsort(regular_us_before + regular_us_sorted, np.int64),
+        "frames_upto_sorted": n_before + 1,
+        "regular_upto_sorted": regular_upto,
+        "regular_us_upto_sorted": regular_us_upto,
+        **prior,
     }
+
+
+def _previous(values_sorted: np.ndarray, first: np.ndarray, history_values: np.ndarray) -> np.ndarray:
+    """Per frame (in ID order), the same ID's previous frame's value: the frame before it in
+    the chunk, or, for an ID's first frame in the chunk, its history row's (an ID never seen
+    has a row of zeros; the features never read its values)."""
+    out = np.empty_like(values_sorted)
+    out[1:] = values_sorted[:-1]
+    out[first] = history_values
+    return out
+
+
+def _prior_gaps(history: "IdHistory", known: int, rows: np.ndarray, first_position: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """The gaps that began before the chunk: per ID seen before it, its history (frames,
+    regular transitions and their microseconds, last timestamp) and the position of its
+    first frame in the chunk (``n``: none)."""
+    seen = np.flatnonzero(history.seen[:known] >= 1)
+    next_position = np.full(known, n, np.int64)
+    old = rows < known
+    next_position[rows[old]] = first_position[old]
+    return {
+        "prior_frames": history.seen[seen].copy(),
+        "prior_regular": history.regular[seen].copy(),
+        "prior_regular_us": history.regular_us[seen].copy(),
+        "prior_last_ts": history.last_ts[seen].copy(),
+        "prior_next": next_position[seen],
+    }
+
+
+def _advance(history: "IdHistory", rows: np.ndarray, first: np.ndarray, order: np.ndarray, advance: int, ts_sorted: np.ndarray, ia_sorted: np.ndarray, dlc_sorted: np.ndarray, words_sorted: np.ndarray, regular_upto: np.ndarray, regular_us_upto: np.ndarray) -> None:
+    """Move ``history`` past the chunk's first ``advance`` frames: per ID, the frames among
+    them (a prefix of its frames in the chunk, as they are in time order) and its last one."""
+    if not len(first):
+        return
+    kept = np.add.reduceat((order < advance).astype(np.int64), first)
+    some = kept > 0
+    rows, kept = rows[some], kept[some]
+    last = first[some] + kept - 1
+    added = np.stack([regular_upto[last] - history.regular[rows], regular_us_upto[last] - history.regular_us[rows]], axis=1)
+    history.advance(rows, kept, added, ts_sorted[last], ia_sorted[last], dlc_sorted[last], words_sorted[last])
 
 
 def _before_in_group(values: np.ndarray, group_start: np.ndarray) -> np.ndarray:
@@ -222,17 +341,22 @@ def _entropy_rows(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:
     return ent.astype(np.float32)
 
 
+#: The time of an ID's next frame when it has none (s): never, but finite.
+_NO_NEXT_FRAME_S = 1e15
+
+
 def overdue_ids(ff: dict[str, np.ndarray], ts: np.ndarray, end: np.ndarray) -> np.ndarray:
     """How many IDs are ``formulas.overdue`` at each window's last frame (positions ``end``,
-    ascending), from every frame of the capture up to and including it (``frame_features``'s
-    ``id_order``, ``regular_upto`` and ``regular_us_upto``): the state a live builder holds
-    after that window.
+    ascending), from every frame of the capture up to and including it: the state a live
+    builder holds after that window.
 
-    An ID can only be overdue in a gap after one of its frames that is itself overdue
+    An ID can only be overdue in a gap after one of its frames that is itself ``late``
     before the next frame comes (timestamps never decrease within a capture, so no window
     end inside a shorter gap is later). Such gaps are rare on a healthy bus, so only the
     (gap, window end) pairs inside them are checked, with the same ``overdue`` a live
-    builder calls: linear in the frames, not in frames x IDs.
+    builder calls: linear in the frames, not in frames x IDs. The gaps are those after a
+    frame of the chunk (``frame_features``'s ``id_order`` and ``*_upto_sorted``) and those
+    that began before it (``prior_*``: they reach the ID's first frame in the chunk).
     """
     order = ff["id_order"]
     n = len(order)
@@ -241,44 +365,51 @@ def overdue_ids(ff: dict[str, np.ndarray], ts: np.ndarray, end: np.ndarray) -> n
         return count
     id_sorted = ff["can_id"][order]
     same_as_next = np.r_[id_sorted[1:] == id_sorted[:-1], False]
-    group_start = np.maximum.accumulate(np.where(np.r_[False, same_as_next[:-1]], 0, np.arange(n)))
-    frames = np.arange(1, n + 1) - group_start  # the ID's frames up to and including this one
-    regular_count, regular_total_us = ff["regular_upto"][order], ff["regular_us_upto"][order]
-    ts_sorted = ts[order]
-    next_ts = np.where(same_as_next, np.r_[ts_sorted[1:], np.inf], np.inf)
+    # Every gap: from a frame (or from before the chunk, position 0) to the ID's next frame
+    # (position n, at a time later than any capture's: none; finite, as inf * 0 is NaN).
+    from_position = np.r_[order, np.zeros(len(ff["prior_next"]), np.int64)]
+    next_position = np.r_[np.where(same_as_next, np.r_[order[1:], n], n), ff["prior_next"]]
+    frames = np.r_[ff["frames_upto_sorted"], ff["prior_frames"]]
+    regular_count = np.r_[ff["regular_upto_sorted"], ff["prior_regular"]]
+    regular_us = np.r_[ff["regular_us_upto_sorted"], ff["prior_regular_us"]]
+    last_ts = np.r_[ts[order], ff["prior_last_ts"]]
     # A gap with a window end where the ID is overdue is late by its next frame (or, after
-    # the ID's last frame, ever: next_ts is infinite there).
-    gap = np.flatnonzero(late(frames, regular_count, regular_total_us, ts_sorted, next_ts))
+    # the ID's last frame, ever).
+    gap = np.flatnonzero(late(frames, regular_count, regular_us, last_ts, np.r_[ts, _NO_NEXT_FRAME_S][next_position]))
     if len(gap) == 0:
         return count
-    next_position = np.where(same_as_next[gap], order[np.minimum(gap + 1, n - 1)], n)
-    lo = np.searchsorted(end, order[gap], side="left")
-    hi = np.searchsorted(end, next_position, side="left")
+    lo = np.searchsorted(end, from_position[gap], side="left")
+    hi = np.searchsorted(end, next_position[gap], side="left")
     pairs = hi - lo
     which_gap = np.repeat(np.arange(len(gap)), pairs)
     window = np.arange(pairs.sum()) - np.repeat(np.cumsum(pairs) - pairs, pairs) + lo[which_gap]
     g = gap[which_gap]
-    hit = overdue(frames[g], regular_count[g], regular_total_us[g], ts_sorted[g], ts[end[window]])
+    hit = overdue(frames[g], regular_count[g], regular_us[g], last_ts[g], ts[end[window]])
     return np.bincount(window[hit], minlength=len(end))
 
 
-def window_labels(cap: Capture, frame_labels: np.ndarray, ts: np.ndarray) -> np.ndarray:
+def window_labels(frame_labels: np.ndarray, ts: np.ndarray, missed: np.ndarray | None) -> np.ndarray:
     """A window is an attack window when it holds an attack frame, or, for a capture with
     recorded suppression episodes, when the silenced ID misses an expected frame inside it
-    (``canids.data.suppress``: a suppression attack removes frames and labels none)."""
+    (``missed``: the times ``_missed_frames`` found; a suppression attack removes frames
+    and labels none)."""
     y = frame_labels.any(axis=1)
-    if "suppressed" in cap.meta:
-        missed = missed_frame_times(cap.timestamp, cap.can_id, Suppression.from_meta(cap.meta["suppressed"]))
+    if missed is not None:
         y |= window_misses_a_frame(ts[:, 0], ts[:, -1], missed)
     return y
 
 
-def _build_capture(cap: Capture, vocab: Vocabulary, size: int, stride: int, capture_index: int) -> dict[str, np.ndarray]:
-    return window_graphs(cap, frame_features(cap, vocab), size, stride, capture_index)
+def _missed_frames(cap: Capture) -> np.ndarray | None:
+    """The expected frames a recorded suppression removed from the WHOLE capture
+    (``canids.data.suppress``), or None for a capture without one."""
+    if "suppressed" not in cap.meta:
+        return None
+    return missed_frame_times(cap.timestamp, cap.can_id, Suppression.from_meta(cap.meta["suppressed"]))
 
 
-def window_graphs(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: int, capture_index: int) -> dict[str, np.ndarray]:
-    """The window graphs of ``cap`` (a ``GraphSet`` part) from its per-frame features ``ff``."""
+def window_graphs(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: int, capture_index: int, missed: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The window graphs of ``cap`` (a ``GraphSet`` part) from its per-frame features ``ff``;
+    ``missed``: the suppressed frames of the capture ``cap`` is a chunk of (``window_labels``)."""
     n = len(cap)
     n_win = (n - size) // stride + 1 if n >= size else 0
     if n_win <= 0:
@@ -338,7 +469,7 @@ def window_graphs(cap: Capture, ff: dict[str, np.ndarray], size: int, stride: in
         "node_ptr": node_ptr.astype(np.int64),
         "edge_ptr": edge_ptr.astype(np.int64),
         "u": u,
-        "y": window_labels(cap, labels, ts).astype(np.int64),
+        "y": window_labels(labels, ts, missed).astype(np.int64),
         "attack_frames": labels.sum(axis=1).astype(np.int64),
         "capture": np.full(n_win, capture_index, np.int64),
         "t_start": ts[:, 0].astype(np.float64),

@@ -288,9 +288,16 @@ class ShardWriter:
         self._pending: list[tuple[GraphSet, int]] = []
         self._pending_windows = 0
 
-    def add(self, part: GraphSet) -> None:
-        offset = len(self.capture_names)
-        self.capture_names.extend(part.capture_names)
+    def add(self, part: GraphSet, same_capture: bool = False) -> None:
+        """Append ``part``'s windows; with ``same_capture``, ``part`` (one capture) continues
+        the set's last capture (``build.capture_graph_chunks``) instead of adding one."""
+        if same_capture:
+            if len(part.capture_names) != 1 or not self.capture_names or part.capture_names[0] != self.capture_names[-1]:
+                raise ValueError(f"{self.name}: a part continuing capture {self.capture_names[-1:] or 'none'} must hold that one capture, not {part.capture_names}")
+            offset = len(self.capture_names) - 1
+        else:
+            offset = len(self.capture_names)
+            self.capture_names.extend(part.capture_names)
         self.attack_types.update(part.attack_types)
         if len(part):
             self._pending.append((part, offset))

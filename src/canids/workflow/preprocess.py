@@ -1,7 +1,7 @@
 """The preprocess stage: raw captures of one dataset -> sharded graph caches pinned by a manifest.
 
-Streaming: one capture in memory at a time, graphs written in shards of ``shard_windows``
-windows as they are built (``canids.graphs.shards``); the manifest pins each cache's index and
+Streaming: one capture in memory at a time, its graphs built ``chunk_frames`` frames at a
+time and written in shards of ``shard_windows`` windows as they are built (``canids.graphs.shards``); the manifest pins each cache's index and
 every shard by sha256.
 
 Leak-free by construction:
@@ -24,7 +24,7 @@ from canids.data.catalog import Catalog, load_catalog
 from canids.data.dataset import CaptureFile, DatasetSpec
 from canids.data.frames import Capture
 from canids.data.onboarding import attack_frames_message
-from canids.graphs.build import build_graphs
+from canids.graphs.build import capture_graph_chunks
 from canids.graphs.shards import ShardWriter, clear_shards, load_graphsets, write_index
 from canids.graphs.vocab import Vocabulary, build_vocabulary
 from canids.settings import Settings, stage_settings
@@ -93,8 +93,9 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
     """Stream the captures of ``dataset`` into sharded graph caches (``canids.graphs.shards``).
 
     Two passes: the attack-free training captures give the vocabulary, then every capture is
-    read, split, built and appended to its sets' shard writers, one at a time, so memory is
-    bounded by the largest capture and ``shard_windows``, not by the dataset. Each set keeps
+    read, split, built ``chunk_frames`` frames at a time and appended to its sets' shard
+    writers, so memory is bounded by those settings and the largest capture (held once, as
+    read), not by the dataset. Each set keeps
     the windows in the order of a build over all its captures at once (training splits in
     their canonical order, then the test splits). On any error the shards written so far are
     removed: only a finished run leaves shards, indexes and a manifest.
@@ -122,6 +123,12 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
     def finish(name: str) -> None:
         done[name] = writers[name].close()
 
+    def add(name: str, index: Path, captures: list[Capture]) -> None:
+        """Each capture's windows, ``chunk_frames`` frames' worth at a time, to set ``name``."""
+        for cap in captures:
+            for k, piece in enumerate(capture_graph_chunks(cap, vocab, size, stride, settings["chunk_frames"])):
+                writer(name, index).add(piece, same_capture=k > 0)
+
     try:
         file_records: list[dict] = []
         n_frames, longest = 0, 0
@@ -139,13 +146,13 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
             if f.split in TRAIN_SPLITS:
                 tr, va = split_train_val(cap, settings["val_fraction"])
                 longest = max([longest, *(len(c) for c in tr)])
-                writer("train", train_out).add(build_graphs(tr, vocab, size, stride))
-                writer(VALIDATION, train_out).add(build_graphs([va], vocab, size, stride))
+                add("train", train_out, tr)
+                add(VALIDATION, train_out, [va])
             else:
                 if f.split not in writers:  # files come split by split: the previous test split is complete
                     for name in [n for n in writers if n not in done and n not in ("train", VALIDATION)]:
                         finish(name)
-                writer(f.split, test_out).add(build_graphs([cap], vocab, size, stride))
+                add(f.split, test_out, [cap])
             del cap
         for name in [n for n in writers if n not in done and n not in ("train", VALIDATION)]:
             finish(name)
@@ -160,7 +167,7 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
                     if previous not in done:
                         finish(previous)
                 onboarding.append(name)
-            writer(name, train_out).add(build_graphs([cap], vocab, size, stride))
+            add(name, train_out, [cap])
         for name in onboarding:
             if name not in done:
                 finish(name)
