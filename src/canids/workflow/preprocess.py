@@ -77,16 +77,36 @@ def run(job: Job) -> dict:
     return run_preprocess(job.dataset, job.settings, job.output("train_graphs"), job.output("test_graphs"), job.output("manifest"))
 
 
-def training_vocabulary(spec: DatasetSpec, files: list[CaptureFile], val_fraction: float, strict: bool) -> Vocabulary:
+def training_vocabulary(spec: DatasetSpec, files: list[CaptureFile], val_fraction: float, strict: bool, keep_frames: int = 0) -> tuple[Vocabulary, dict[Path, Capture]]:
     """The vocabulary pass: the CAN IDs of the attack-free training part, one capture at a time.
 
     ``build_vocabulary`` over every such part at once is the union of its result per part,
-    so the first pass over the (few) attack-free captures reads each once and keeps only IDs.
+    so the first pass over the (few) attack-free captures reads each once and keeps only
+    their IDs, and the captures themselves while they total at most ``keep_frames`` frames
+    (returned by path): the main pass then builds those without parsing them again.
     """
-    ids = [build_vocabulary([part]).can_ids for f in files if f.split == ATTACK_FREE_SPLIT and f.duplicate_of is None for part in split_train_val(spec.read(f, strict=strict), val_fraction)[0]]
+    ids, kept, kept_frames = [], {}, 0
+    for f in files:
+        if f.split != ATTACK_FREE_SPLIT or f.duplicate_of is not None:
+            continue
+        cap = spec.read(f, strict=strict)
+        ids.extend(can_ids(part) for part in split_train_val(cap, val_fraction)[0])
+        if kept_frames + len(cap) <= keep_frames:
+            kept[Path(f.path)], kept_frames = cap, kept_frames + len(cap)
     if not ids:
-        return build_vocabulary([])  # refused with its message
-    return Vocabulary(can_ids=np.unique(np.concatenate(ids)))
+        return build_vocabulary([]), kept  # refused with its message
+    return Vocabulary(can_ids=np.unique(np.concatenate(ids))), kept
+
+
+def can_ids(cap: Capture) -> np.ndarray:
+    """``build_vocabulary([cap]).can_ids`` (the IDs of its frames not labelled attack), through a
+    presence table where the IDs allow one: linear, where ``np.unique`` sorts every frame."""
+    ids = cap.can_id[cap.label == 0]
+    if len(ids) == 0 or ids.min() < 0 or ids.max() >= 1 << 24:
+        return build_vocabulary([cap]).can_ids
+    present = np.zeros(int(ids.max()) + 1, bool)
+    present[ids] = True
+    return np.flatnonzero(present).astype(np.int64)
 
 
 def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Path, manifest_out: Path) -> dict:
@@ -111,7 +131,8 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
     for out in (train_out, test_out):
         clear_shards(out.parent)
     t_read = 0.0
-    vocab = training_vocabulary(spec, files, settings["val_fraction"], strict)
+    # attack-free captures read for the vocabulary are kept (up to one chunk's frames) for the main pass
+    vocab, already_read = training_vocabulary(spec, files, settings["val_fraction"], strict, keep_frames=settings["chunk_frames"])
     writers: dict[str, ShardWriter] = {}
     done: dict[str, dict] = {}
 
@@ -139,7 +160,8 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
                 print(f"[preprocess] {f.path}: byte-identical to {f.duplicate_of}; counted once", file=sys.stderr)
                 continue
             t1 = time.perf_counter()
-            cap = spec.read(f, strict=strict)
+            cap = already_read.pop(Path(f.path), None)
+            cap = spec.read(f, strict=strict) if cap is None else cap
             t_read += time.perf_counter() - t1
             record.update(frames=len(cap), attack_frames=cap.n_attack, skipped_rows=cap.skipped_rows)
             n_frames += len(cap)
