@@ -267,19 +267,22 @@ def _per_id(function, id_sorted: np.ndarray, repeat_sorted: np.ndarray) -> np.nd
 
 
 def payload_entropy(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:
-    """Shannon entropy (bits) of each frame's byte values over its DLC bytes.
+    """Shannon entropy (bits) of each frame's byte values over its DLC bytes (``_entropy_rows``).
 
     Random fuzzing payloads approach 3 bits; real signals with constant bytes stay low.
     Real traffic repeats payloads a lot, so the entropy is computed once per distinct
-    (payload, DLC) and gathered back.
+    (payload, DLC), through the table of ``_entropy_rows``'s values the live builder reads
+    (``stream_state.payload_entropy_lookup``: the same bits), and gathered back.
     """
+    from canids.graphs.stream_state import payload_entropy_lookup  # here: stream_state imports this module
+
     if len(payload) == 0:
         return np.zeros(0, np.float32)
     first, inverse = factorize(payload_words(payload))
-    entropy = _entropy_rows(payload[first], dlc[first])[inverse]
+    entropy = payload_entropy_lookup(payload[first], dlc[first])[inverse]
     other_dlc = np.flatnonzero(dlc != dlc[first][inverse])  # same bytes, different DLC: rare
     if len(other_dlc):
-        entropy[other_dlc] = _entropy_rows(payload[other_dlc], dlc[other_dlc])
+        entropy[other_dlc] = payload_entropy_lookup(payload[other_dlc], dlc[other_dlc])
     return entropy
 
 
