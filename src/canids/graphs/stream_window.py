@@ -53,54 +53,51 @@ def window_graph(history: IdHistory, t0: float, timestamp: np.ndarray, can_id: n
     count = np.bincount(node)
     last = starts + count
     last -= 1
-    ts, frame_dlc, frame_payload = timestamp[order], dlc[order], payload[order]
-    words = payload_words(frame_payload)
-    per_frame, graph_frame, ia, regular_cols = _frame_features(history, rows, starts, first, node, order, ts, frame_dlc, frame_payload, words, t0)
+    # Grouped payloads gathered as words (1-D: a tenth of a 2-D row gather), bytes as a view.
+    ts, frame_dlc, words = timestamp[order], dlc[order], payload_words(payload)[order]
+    frame_payload = words.view(np.uint8).reshape(n, 8)
+    per_frame, graph_frame, ia, totals = _frame_features(history, rows, starts, last, node, order, ts, frame_dlc, frame_payload, words, t0)
 
     cnt = count.astype(np.float32)
     x = node_features(per_frame, frame_payload, node, starts, count)
     node_of_frame = np.empty(n, np.int64)
     node_of_frame[order] = node
     edge_index, edge_attr = _edges(node_of_frame, len(starts), timestamp)
-    history.advance(rows, count, np.add.reduceat(regular_cols, starts), ts[last], ia[last], frame_dlc[last], words[last])
+    history.advance(rows, history.seen[rows] + count, *totals, ts[last], ia[last], frame_dlc[last], words[last])
     u = graph_features(np.maximum.reduce(cnt) / n, graph_frame, np.array([history.n_overdue(timestamp[-1])]))
     return x, edge_index, edge_attr, u[0], history.vocab_index[rows]
 
 
-def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, first: np.ndarray, node: np.ndarray, order: np.ndarray, ts: np.ndarray, dlc: np.ndarray, payload: np.ndarray, words: np.ndarray, t0: float) -> tuple[np.ndarray, ...]:
-    """Per-frame features of the window's frames grouped by ID (``first`` marks each group's
-    start, ``rows`` its ID's history row, ``words`` are the payloads as ``payload_words``):
-    ``NODE_FRAME_COLUMNS`` [6, n] in grouped order, ``GRAPH_FRAME_COLUMNS`` [1, 3, n] for
-    ``graph_features``, the frames' inter-arrivals, and [n, 2] whether each had a regular
-    transition (0/1) and its microseconds (0 if not regular).
+def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, last: np.ndarray, node: np.ndarray, order: np.ndarray, ts: np.ndarray, dlc: np.ndarray, payload: np.ndarray, words: np.ndarray, t0: float) -> tuple[np.ndarray, ...]:
+    """Per-frame features of the window's frames grouped by ID (group ``i`` runs from
+    ``starts[i]`` to ``last[i]``, ``node`` is each frame's group, ``rows`` its ID's history
+    row, ``words`` are the payloads as ``payload_words``): ``NODE_FRAME_COLUMNS`` [6, n] in
+    grouped order, ``GRAPH_FRAME_COLUMNS`` [1, 4, n] for ``graph_features``, the frames'
+    inter-arrivals, and per group its ID's regular transitions and their microseconds after
+    the window.
 
     A frame's predecessor of the same ID is the frame before it in its group, or for the
     group's first frame the ID's history row: the same predecessor ``frame_features`` finds
     in the whole capture, so the features are the same numbers.
     """
-    seen = history.seen[rows]
-    has_prev = ~first
-    has_prev[starts] = seen > 0
-    has_prev2 = _previous(has_prev, starts, seen > 1)
+    n = len(ts)
+    # The frames of its ID before each frame (the history's, then the window's own): whether
+    # it had one and two is has_prev and has_prev2.
+    n_before = (history.seen[rows] - starts)[node]
+    n_before += np.arange(n)
+    has_prev, has_prev2 = n_before > 0, n_before > 1
     ia = inter_arrival(ts - _previous(ts, starts, history.last_ts[rows]))
     log_ia, jitter, fast, new_id = timing_features(ia, _previous(ia, starts, history.last_ia[rows]), has_prev, has_prev2, ts - t0)
     diff_words = words ^ _previous(words, starts, history.last_word[rows])
     changed, byte_change = payload_change(diff_words, dlc != _previous(dlc, starts, history.last_dlc[rows]), dlc, has_prev)
-    n = len(ts)
-    # The frame's place in its ID's history: frames, regular transitions and their
-    # microseconds before it (the history's, then the window's own): exact integers.
-    # Both integer columns go through one cumulative sum: [n, 2] (regular or not, its us).
+    # Its regular transitions, and their microseconds, before each frame: exact integers.
     ia_us = micros(ia)
-    regular_cols = np.empty((n, 2), np.int64)
-    np.copyto(regular_cols[:, 0], regular(jitter, has_prev2))
-    np.multiply(ia_us, regular_cols[:, 0], out=regular_cols[:, 1])
-    before = np.cumsum(regular_cols, axis=0)
-    before -= regular_cols
-    before += (history.regular_state[rows] - before[starts])[node]
-    position = np.arange(n)
-    position -= starts[node]
-    n_before = seen[node] + position
-    violation = rate_violation(ia_us, n_before, before[:, 0], before[:, 1])
+    is_regular = regular(jitter, has_prev2).astype(np.int64)
+    regular_us = ia_us * is_regular
+    regular_before = _before(is_regular, starts, node, history.regular[rows])
+    regular_us_before = _before(regular_us, starts, node, history.regular_us[rows])
+    violation = rate_violation(ia_us, n_before, regular_before, regular_us_before)
+    totals = (regular_before[last] + is_regular[last], regular_us_before[last] + regular_us[last])
     per_frame = np.empty((len(NODE_FRAME_COLUMNS), n), np.float32)  # rows in NODE_FRAME_COLUMNS order
     per_frame[0] = log_ia
     per_frame[1] = jitter
@@ -115,12 +112,21 @@ def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, fi
     graph_frame[0, 1, order] = jitter
     graph_frame[0, 2] = new_id
     graph_frame[0, 3] = violation
-    return per_frame, graph_frame, ia, regular_cols
+    return per_frame, graph_frame, ia, totals
+
+
+def _before(values: np.ndarray, starts: np.ndarray, node: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """Per grouped frame, the sum of the integer ``values`` of its ID before it: ``history``
+    (per group), then the group's earlier frames. One cumulative sum, exact as integers are."""
+    before = values.cumsum()
+    before -= values
+    before += (history - before[starts])[node]
+    return before
 
 
 def _previous(values: np.ndarray, starts: np.ndarray, before: np.ndarray) -> np.ndarray:
-    """Each grouped frame's predecessor value: the previous frame's, or ``before`` at group
-    starts. (For ``has_prev``, with ``before`` = the ID had 2 frames: ``has_prev2``.)"""
+    """Each grouped frame's predecessor value: the previous frame's, or ``before`` (the ID's
+    history) at group starts."""
     out = np.empty(values.shape, values.dtype)
     out[1:] = values[:-1]
     out[starts] = before
