@@ -53,8 +53,9 @@ def window_graph(history: IdHistory, t0: float, timestamp: np.ndarray, can_id: n
     count = np.bincount(node)
     last = starts + count
     last -= 1
-    # Grouped payloads gathered as words (1-D: a tenth of a 2-D row gather), bytes as a view.
-    ts, frame_dlc, words = timestamp[order], dlc[order], payload_words(payload)[order]
+    # Grouped payloads gathered as words (1-D: a tenth of a 2-D row gather), bytes as a view;
+    # DLCs as intp, the index dtype the payload features' tables take fastest.
+    ts, frame_dlc, words = timestamp[order], dlc[order].astype(np.intp), payload_words(payload)[order]
     frame_payload = words.view(np.uint8).reshape(n, 8)
     per_frame, graph_frame, ia, totals = _frame_features(history, rows, starts, last, node, order, ts, frame_dlc, frame_payload, words, t0)
 
