@@ -65,15 +65,22 @@ class IdHistory:
             getattr(self, name)[: self.n_rows] = values[: self.n_rows]
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
-        """Row of each of ``ids`` (ascending, distinct), adding rows for IDs never seen."""
+        """Row of each of ``ids`` (ascending, distinct), adding rows for IDs never seen.
+
+        (intp indexes 6x faster than CAN IDs' int32, and ``argmin`` finds the least of ~50
+        numbers 6x faster than ``np.minimum.reduce``, whose reduction machinery dominates.)"""
+        ids = ids.astype(np.intp)
         if ids[0] >= 0 and ids[-1] < len(self._row_of_id):
             rows = self._row_of_id[ids]
-            if np.minimum.reduce(rows) >= 0:
-                return rows
+            if rows[rows.argmin()] < 0:  # new IDs (a fuzzer's: every few windows)
+                new = (rows < 0).nonzero()[0]
+                rows[new] = self._add(ids[new])
+                self._row_of_id[ids[new]] = rows[new]
+            return rows
         return self._rows_slow(ids)
 
     def _rows_slow(self, ids: np.ndarray) -> np.ndarray:
-        """``rows`` for windows with new IDs or IDs past the table: grow the table, add rows."""
+        """``rows`` for windows with IDs past the table: grow the table, add rows."""
         if len(self._row_of_id) <= ids[-1] < _TABLE_LIMIT:
             self._grow_table(int(ids[-1]))
         in_table = (ids >= 0) & (ids < len(self._row_of_id))
@@ -114,7 +121,7 @@ class IdHistory:
         rows = slice(0, self.n_rows)
         periods = t_end - self.last_ts[rows]
         periods *= self.pace[rows]
-        if t_end >= self._latest_end and np.maximum.reduce(periods) <= _PACE_LIMIT:
+        if t_end >= self._latest_end and periods[periods.argmax()] <= _PACE_LIMIT:  # argmax: NaN first
             self._latest_end = t_end
             return 0
         return self._count_overdue(t_end)

@@ -65,7 +65,7 @@ def window_graph(history: IdHistory, t0: float, timestamp: np.ndarray, can_id: n
     node_of_frame[order] = node
     edge_index, edge_attr = _edges(node_of_frame, len(starts), timestamp)
     history.advance(rows, history.seen[rows] + count, *totals, ts[last], ia[last], frame_dlc[last], words[last])
-    u = graph_features(np.maximum.reduce(cnt) / n, graph_frame, np.array([history.n_overdue(float(timestamp[-1]))]))
+    u = graph_features(cnt[count.argmax()] / n, graph_frame, np.array([history.n_overdue(float(timestamp[-1]))]))
     return x, edge_index, edge_attr, u[0], history.vocab_index[rows]
 
 
