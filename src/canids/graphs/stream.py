@@ -87,9 +87,17 @@ class StreamingGraphBuilder:
 
 def _columns(timestamp, can_id, dlc, payload, label) -> _Frames:
     """The pushed frames as the dtypes ``Capture`` holds, one row per frame (else ValueError)."""
-    timestamp = np.asarray(timestamp, np.float64).reshape(-1)
+    timestamp = _flat(timestamp, np.float64)
     n = len(timestamp)
-    columns = (timestamp, np.asarray(can_id, np.int32).reshape(-1), np.asarray(dlc, np.uint8).reshape(-1), np.asarray(payload, np.uint8).reshape(n, 8), np.zeros(n, np.uint8) if label is None else np.asarray(label, np.uint8).reshape(-1))
+    payload = np.asarray(payload, np.uint8)
+    columns = (timestamp, _flat(can_id, np.int32), _flat(dlc, np.uint8), payload if payload.shape == (n, 8) else payload.reshape(n, 8), np.zeros(n, np.uint8) if label is None else _flat(label, np.uint8))
     if len(columns[1]) != n or len(columns[2]) != n or len(columns[4]) != n:
         raise ValueError(f"push: timestamp, can_id, dlc, payload [n, 8] and label need one row per frame; got {[len(c) for c in columns]}")
     return columns
+
+
+def _flat(values, dtype) -> np.ndarray:
+    """``values`` as a 1-D array of ``dtype`` (no new view when it already is one: a push
+    per window makes this per-window overhead)."""
+    values = np.asarray(values, dtype)
+    return values if values.ndim == 1 else values.reshape(-1)

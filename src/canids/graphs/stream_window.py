@@ -141,8 +141,9 @@ def _previous(values: np.ndarray, shift: np.ndarray, starts: np.ndarray, before:
 def _edges(node_of_frame: np.ndarray, n_nodes: int, timestamp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(edge_index, edge_attr)``: one edge per distinct transition between consecutive
     frames' nodes, ordered by (source, target) as ``window_graphs``'s ``np.unique`` orders them."""
-    key = node_of_frame[:-1] * n_nodes
-    key += node_of_frame[1:]
+    source, target = node_of_frame[:-1], node_of_frame[1:]
+    key = source * n_nodes
+    key += target
     dt = gap_ms(timestamp[1:] - timestamp[:-1]).astype(np.float64)
     # np.unique without its overhead: sorted distinct keys, and each transition's edge.
     sorted_key = key.copy()
@@ -158,8 +159,9 @@ def _edges(node_of_frame: np.ndarray, n_nodes: int, timestamp: np.ndarray) -> tu
     # Each edge's nodes, scattered from its transitions (all write the same): two 1-D
     # scatters cost a third of dividing the keys.
     edge_index = np.empty((2, n_edges), np.int64)
-    edge_index[0, edge] = node_of_frame[:-1]
-    edge_index[1, edge] = node_of_frame[1:]
+    e_source, e_target = edge_index
+    e_source[edge] = source
+    e_target[edge] = target
     # bincount adds each edge's values in frame order, as window_graphs's bincount does.
-    attr = edge_features(edge_index[0], edge_index[1], np.bincount(edge, None, n_edges), np.bincount(edge, dt, n_edges), np.bincount(edge, dt * dt, n_edges))
+    attr = edge_features(e_source, e_target, np.bincount(edge, None, n_edges), np.bincount(edge, dt, n_edges), np.bincount(edge, dt * dt, n_edges))
     return edge_index, attr
