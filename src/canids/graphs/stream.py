@@ -6,10 +6,10 @@ features need: every feature compares a frame with the previous one or two frame
 same ID, so the builder keeps one row of state per CAN ID (``stream_state.IdHistory``).
 
 A window's graph is computed from its frames and those rows directly (``stream_window``),
-with about 150 NumPy operations on arrays of ``window_size`` elements: one stable sort by ID
-groups the frames both for the per-frame features (each frame's predecessor is the one
-before it in its group, or the ID's row) and for the nodes. Rebuilding a small capture per
-window and rerunning the batch code cost 4x more. The formulas themselves are the ones
+with a few hundred NumPy operations on arrays of ``window_size`` elements: one stable sort
+by ID groups the frames both for the per-frame features (each frame's predecessor is the
+one before it in its group, or the ID's row) and for the nodes. Rebuilding a small capture
+per window and rerunning the batch code cost 4x more. The formulas themselves are the ones
 ``build.py`` calls (``graphs.formulas``: ``timing_features``, ``payload_change``,
 ``node_features``, ``edge_features``, ``graph_features``), so there is one definition of
 each feature, and the graphs are identical to ``build_graphs``'s, bit for bit
