@@ -66,7 +66,7 @@ def test_streaming_builder_makes_exactly_the_graphs_of_build_graphs(captures, wi
     tests, vocab = captures
     rng = np.random.default_rng(window_size)
     streamed = []
-    for capture in [*tests, periodic_capture(rng)]:  # the last one has rate violations and an overdue ID
+    for capture in [*tests, periodic_capture(rng), silences_capture(rng)]:  # the last two have rate violations and overdue IDs
         expected = build_graphs([capture], vocab, window_size=window_size)
         got = stream_windows(capture, vocab, window_size, rng)
         assert len(got) == len(expected) == len(capture) // window_size
@@ -153,6 +153,59 @@ def test_node_sums_of_a_window_and_of_a_capture_are_the_same_bits(captures, monk
         for name in ("x", "edge_attr", "u"):
             a, b = (getattr(graphs, name).numpy() for graphs in built)
             assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), (window_size, name)
+
+
+def silences_capture(rng: np.random.Generator) -> Capture:
+    """30 s of four periodic IDs (10-100 ms, 1 % jitter): one silent for 7 s (overdue, then
+    stale, then back), one for 3 s meanwhile and one for 1 s later (overdue, then back); a
+    0.3 ms flood of ID 0 for two seconds, and a second of fuzzing (a random ID every ms)."""
+    parts = []
+    for k, period in enumerate([0.01, 0.02, 0.05, 0.1]):
+        t = np.cumsum(period * (1 + 0.01 * rng.standard_normal(int(30 / period))))
+        t = t[~((k == 0) & (t > 8) & (t < 15)) & ~((k == 2) & (t > 10) & (t < 13)) & ~((k == 3) & (t > 20) & (t < 21))]
+        parts.append((t, np.full(len(t), 0x200 + k)))
+    flood = np.r_[np.arange(5, 6, 3e-4), np.arange(18, 19, 3e-4)]
+    fuzz = np.arange(25, 26, 1e-3)
+    parts += [(flood, np.zeros(len(flood), int)), (fuzz, rng.integers(0, 2048, len(fuzz)))]
+    t, can_id = (np.concatenate(columns) for columns in zip(*parts))
+    order = np.argsort(t, kind="stable")
+    n = len(t)
+    payload = rng.integers(0, 256, (n, 8)).astype(np.uint8)
+    return Capture(timestamp=t[order], can_id=can_id[order].astype(np.int32), dlc=np.full(n, 8, np.uint8), payload=payload, label=np.zeros(n, np.uint8), name="silences")
+
+
+@pytest.mark.parametrize("window_size", [100, 7])
+def test_overdue_count_is_the_formula_over_every_id(captures, monkeypatch, window_size):
+    """``IdHistory.n_overdue`` (a bound that skips ``formulas.overdue`` on most windows, and
+    IDs it retired) counts what ``overdue`` over every ID counts, at every window's end: on
+    IDs going overdue, stale and back, floods, fuzzing, and times that step back."""
+    from canids.graphs.formulas import overdue
+    from canids.graphs.stream_state import IdHistory
+
+    _, vocab = captures
+    checked, exact, windows, exact_windows = [], [], 0, 0
+    fast_path, exact_path = IdHistory.n_overdue, IdHistory._count_overdue
+
+    def n_overdue(history, t_end):
+        rows = slice(0, history.n_rows)
+        expected = np.count_nonzero(overdue(history.seen[rows], history.regular[rows], history.regular_us[rows], history.last_ts[rows], t_end))
+        got = fast_path(history, t_end)
+        checked.append((got, expected))
+        return got
+
+    monkeypatch.setattr(IdHistory, "n_overdue", n_overdue)
+    monkeypatch.setattr(IdHistory, "_count_overdue", lambda history, t_end: exact.append(t_end) or exact_path(history, t_end))
+    rng = np.random.default_rng(window_size)
+    for capture in (silences_capture(rng), periodic_capture(rng), hard_capture()):
+        builder, before = StreamingGraphBuilder(vocab, window_size), len(exact)
+        windows += len(builder.push(capture.timestamp, capture.can_id, capture.dlc, capture.payload))
+        exact_windows += len(exact) - before
+        # After the last frame: every periodic ID late, then stale; then time goes back and forth.
+        for t_end in capture.timestamp[-1] + np.r_[np.linspace(0, 7, 30), np.linspace(7, 0, 30), np.linspace(0, 7, 30)]:
+            builder._history.n_overdue(float(t_end))
+    got, expected = np.array(checked).T
+    assert np.array_equal(got, expected)
+    assert expected.max() >= 2 and 0 < exact_windows < windows / 2  # overdue IDs were seen; the bound answered most windows
 
 
 def test_entropy_lookup_is_payload_entropy():

@@ -155,13 +155,26 @@ def overdue(frames: np.ndarray, regular_count: np.ndarray, regular_us: np.ndarra
     ``_FAST_IA_S`` has sent nothing for ``_OVERDUE_PERIODS`` periods at ``t_end``, nor for
     ``_STALE_ID_S``. A silenced sender (suppression) leaves no frame to describe; the gap it
     leaves is what any bus shows."""
-    return late(frames, regular_count, regular_us, last_ts, t_end) & (t_end - last_ts <= _STALE_ID_S)
+    return late(frames, regular_count, regular_us, last_ts, t_end) & recent(last_ts, t_end)
 
 
 def late(frames: np.ndarray, regular_count: np.ndarray, regular_us: np.ndarray, last_ts: np.ndarray, t_end: np.ndarray | float) -> np.ndarray:
-    """``overdue`` without the staleness limit: for a later ``t_end`` it can only become True."""
+    """``overdue`` without the staleness limit: for a later ``t_end`` it can only become True.
+    (``stream_state.IdHistory.n_overdue`` skips it on a bound that relies on this form.)"""
     silent = t_end - last_ts
-    return periodic(frames, regular_count) & (regular_us >= int(_FAST_IA_S * 1e6) * regular_count) & (silent * 1e6 * regular_count > _OVERDUE_PERIODS * regular_us)
+    return can_be_late(frames, regular_count, regular_us) & (silent * 1e6 * regular_count > _OVERDUE_PERIODS * regular_us)
+
+
+def can_be_late(frames: np.ndarray, regular_count: np.ndarray, regular_us: np.ndarray) -> np.ndarray:
+    """Whether an ID's history lets it be ``late`` at all, whenever: periodic, with a period
+    of at least ``_FAST_IA_S`` (not a flood). Until the ID's next frame, it stays so."""
+    return periodic(frames, regular_count) & (regular_us >= int(_FAST_IA_S * 1e6) * regular_count)
+
+
+def recent(last_ts: np.ndarray, t_end: np.ndarray | float) -> np.ndarray:
+    """Whether an ID's last frame, at ``last_ts``, is at most ``_STALE_ID_S`` before ``t_end``
+    (for a later ``t_end`` it can only become False)."""
+    return t_end - last_ts <= _STALE_ID_S
 
 
 def gap_ms(dt: np.ndarray) -> np.ndarray:

@@ -6,10 +6,10 @@ features need: every feature compares a frame with the previous one or two frame
 same ID, so the builder keeps one row of state per CAN ID (``stream_state.IdHistory``).
 
 A window's graph is computed from its frames and those rows directly (``stream_window``),
-with about 150 NumPy operations on arrays of ``window_size`` elements: one stable sort by ID
-groups the frames both for the per-frame features (each frame's predecessor is the one
-before it in its group, or the ID's row) and for the nodes. Rebuilding a small capture per
-window and rerunning the batch code cost 4x more. The formulas themselves are the ones
+with a few hundred NumPy operations on arrays of ``window_size`` elements: one stable sort
+by ID groups the frames both for the per-frame features (each frame's predecessor is the
+one before it in its group, or the ID's row) and for the nodes. Rebuilding a small capture
+per window and rerunning the batch code cost 4x more. The formulas themselves are the ones
 ``build.py`` calls (``graphs.formulas``: ``timing_features``, ``payload_change``,
 ``node_features``, ``edge_features``, ``graph_features``), so there is one definition of
 each feature, and the graphs are identical to ``build_graphs``'s, bit for bit
@@ -87,9 +87,17 @@ class StreamingGraphBuilder:
 
 def _columns(timestamp, can_id, dlc, payload, label) -> _Frames:
     """The pushed frames as the dtypes ``Capture`` holds, one row per frame (else ValueError)."""
-    timestamp = np.asarray(timestamp, np.float64).reshape(-1)
+    timestamp = _flat(timestamp, np.float64)
     n = len(timestamp)
-    columns = (timestamp, np.asarray(can_id, np.int32).reshape(-1), np.asarray(dlc, np.uint8).reshape(-1), np.asarray(payload, np.uint8).reshape(n, 8), np.zeros(n, np.uint8) if label is None else np.asarray(label, np.uint8).reshape(-1))
+    payload = np.asarray(payload, np.uint8)
+    columns = (timestamp, _flat(can_id, np.int32), _flat(dlc, np.uint8), payload if payload.shape == (n, 8) else payload.reshape(n, 8), np.zeros(n, np.uint8) if label is None else _flat(label, np.uint8))
     if len(columns[1]) != n or len(columns[2]) != n or len(columns[4]) != n:
         raise ValueError(f"push: timestamp, can_id, dlc, payload [n, 8] and label need one row per frame; got {[len(c) for c in columns]}")
     return columns
+
+
+def _flat(values, dtype) -> np.ndarray:
+    """``values`` as a 1-D array of ``dtype`` (no new view when it already is one: a push
+    per window makes this per-window overhead)."""
+    values = np.asarray(values, dtype)
+    return values if values.ndim == 1 else values.reshape(-1)

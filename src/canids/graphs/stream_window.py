@@ -1,12 +1,16 @@
 """One live window's graph from its frames and the per-ID history: ``build.window_graphs``
 for a single window, with ``build.frame_features``'s per-frame inputs read from the history.
 
-A window is ~100 frames, so every NumPy call costs about a microsecond whatever it computes,
-and the cost of a window is the number of calls (~150 here). Rebuilding a small capture per
-window and rerunning the batch code took 4x more; this module computes the same numbers
-directly, with the formulas ``build.py`` uses (``graphs.formulas``: ``timing_features``,
-``payload_change``, ``node_features``, ``edge_features``, ``graph_features``): one
-definition of each feature.
+A window is ~100 frames, so a NumPy call costs its overhead, not its arithmetic, and the
+cost of a window is the number and the kind of its calls (~200 ufunc calls, ~300 array
+objects). Measured on 100 elements: a 1-D gather or scatter with an intp index ~0.1 us (an
+int32 or uint8 index, or a 2-D row gather, ~0.6-1 us); a ufunc on 1-D arrays ~0.2 us, more
+with a Python scalar or a cast; a ufunc reduction, reduceat or cumulative sum ~0.6-1 us
+(``argmax`` finds one extreme in 0.1 us); every array, views included, costs its creation.
+Rebuilding a small capture per window and rerunning the batch code took 4x more; this
+module computes the same numbers directly, with the formulas ``build.py`` uses
+(``graphs.formulas``: ``timing_features``, ``payload_change``, ``node_features``,
+``edge_features``, ``graph_features``): one definition of each feature.
 """
 
 from __future__ import annotations
@@ -48,59 +52,61 @@ def window_graph(history: IdHistory, t0: float, timestamp: np.ndarray, can_id: n
     np.not_equal(ids[1:], ids[:-1], first[1:])
     starts = first.nonzero()[0]
     rows = history.rows(ids[starts])
-    node = first.cumsum()
+    node = np.add.accumulate(first, dtype=np.intp)  # (first.cumsum() casts bools slower)
     node -= 1
     count = np.bincount(node)
     last = starts + count
     last -= 1
-    ts, frame_dlc, frame_payload = timestamp[order], dlc[order], payload[order]
-    words = payload_words(frame_payload)
-    per_frame, graph_frame, ia, regular_cols = _frame_features(history, rows, starts, first, node, order, ts, frame_dlc, frame_payload, words, t0)
+    # Grouped payloads gathered as words (1-D: a tenth of a 2-D row gather), bytes as a view;
+    # DLCs as intp, the index dtype the payload features' tables take fastest.
+    ts, frame_dlc, words = timestamp[order], dlc[order].astype(np.intp), payload_words(payload)[order]
+    frame_payload = words.view(np.uint8).reshape(n, 8)
+    per_frame, graph_frame, ia, totals = _frame_features(history, rows, starts, last, node, order, ts, frame_dlc, frame_payload, words, t0)
 
     cnt = count.astype(np.float32)
     x = node_features(per_frame, frame_payload, node, starts, count)
     node_of_frame = np.empty(n, np.int64)
     node_of_frame[order] = node
     edge_index, edge_attr = _edges(node_of_frame, len(starts), timestamp)
-    history.advance(rows, count, np.add.reduceat(regular_cols, starts), ts[last], ia[last], frame_dlc[last], words[last])
-    u = graph_features(np.maximum.reduce(cnt) / n, graph_frame, np.array([history.n_overdue(timestamp[-1])]))
+    history.advance(rows, history.seen[rows] + count, *totals, ts[last], ia[last], frame_dlc[last], words[last])
+    # The overdue count as float64: graph_features clips and scales it without casting (same values).
+    n_overdue = np.array([float(history.n_overdue(float(timestamp[-1])))])
+    u = graph_features(cnt[count.argmax()] / n, graph_frame, n_overdue)
     return x, edge_index, edge_attr, u[0], history.vocab_index[rows]
 
 
-def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, first: np.ndarray, node: np.ndarray, order: np.ndarray, ts: np.ndarray, dlc: np.ndarray, payload: np.ndarray, words: np.ndarray, t0: float) -> tuple[np.ndarray, ...]:
-    """Per-frame features of the window's frames grouped by ID (``first`` marks each group's
-    start, ``rows`` its ID's history row, ``words`` are the payloads as ``payload_words``):
-    ``NODE_FRAME_COLUMNS`` [6, n] in grouped order, ``GRAPH_FRAME_COLUMNS`` [1, 3, n] for
-    ``graph_features``, the frames' inter-arrivals, and [n, 2] whether each had a regular
-    transition (0/1) and its microseconds (0 if not regular).
+def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, last: np.ndarray, node: np.ndarray, order: np.ndarray, ts: np.ndarray, dlc: np.ndarray, payload: np.ndarray, words: np.ndarray, t0: float) -> tuple[np.ndarray, ...]:
+    """Per-frame features of the window's frames grouped by ID (group ``i`` runs from
+    ``starts[i]`` to ``last[i]``, ``node`` is each frame's group, ``rows`` its ID's history
+    row, ``words`` are the payloads as ``payload_words``): ``NODE_FRAME_COLUMNS`` [6, n] in
+    grouped order, ``GRAPH_FRAME_COLUMNS`` [1, 4, n] for ``graph_features``, the frames'
+    inter-arrivals, and per group its ID's regular transitions and their microseconds after
+    the window.
 
     A frame's predecessor of the same ID is the frame before it in its group, or for the
     group's first frame the ID's history row: the same predecessor ``frame_features`` finds
     in the whole capture, so the features are the same numbers.
     """
-    seen = history.seen[rows]
-    has_prev = ~first
-    has_prev[starts] = seen > 0
-    has_prev2 = _previous(has_prev, starts, seen > 1)
-    ia = inter_arrival(ts - _previous(ts, starts, history.last_ts[rows]))
-    log_ia, jitter, fast, new_id = timing_features(ia, _previous(ia, starts, history.last_ia[rows]), has_prev, has_prev2, ts - t0)
-    diff_words = words ^ _previous(words, starts, history.last_word[rows])
-    changed, byte_change = payload_change(diff_words, dlc != _previous(dlc, starts, history.last_dlc[rows]), dlc, has_prev)
     n = len(ts)
-    # The frame's place in its ID's history: frames, regular transitions and their
-    # microseconds before it (the history's, then the window's own): exact integers.
-    # Both integer columns go through one cumulative sum: [n, 2] (regular or not, its us).
-    ia_us = micros(ia)
-    regular_cols = np.empty((n, 2), np.int64)
-    np.copyto(regular_cols[:, 0], regular(jitter, has_prev2))
-    np.multiply(ia_us, regular_cols[:, 0], out=regular_cols[:, 1])
-    before = np.cumsum(regular_cols, axis=0)
-    before -= regular_cols
-    before += (history.regular_state[rows] - before[starts])[node]
     position = np.arange(n)
-    position -= starts[node]
-    n_before = seen[node] + position
-    violation = rate_violation(ia_us, n_before, before[:, 0], before[:, 1])
+    shift = position - 1  # each frame's predecessor in the window (for _previous)
+    # The frames of its ID before each frame (the history's, then the window's own): whether
+    # it had one and two is has_prev and has_prev2.
+    n_before = (history.seen[rows] - starts)[node]
+    n_before += position
+    has_prev, has_prev2 = n_before > 0, n_before > 1
+    ia = inter_arrival(ts - _previous(ts, shift, starts, history.last_ts[rows]))
+    log_ia, jitter, fast, new_id = timing_features(ia, _previous(ia, shift, starts, history.last_ia[rows]), has_prev, has_prev2, ts - t0)
+    diff_words = words ^ _previous(words, shift, starts, history.last_word[rows])
+    changed, byte_change = payload_change(diff_words, dlc != _previous(dlc, shift, starts, history.last_dlc[rows]), dlc, has_prev)
+    # Its regular transitions, and their microseconds, before each frame: exact integers.
+    ia_us = micros(ia)
+    is_regular = regular(jitter, has_prev2).astype(np.int64)
+    regular_us = ia_us * is_regular
+    regular_before = _before(is_regular, starts, node, history.regular[rows])
+    regular_us_before = _before(regular_us, starts, node, history.regular_us[rows])
+    violation = rate_violation(ia_us, n_before, regular_before, regular_us_before)
+    totals = (regular_before[last] + is_regular[last], regular_us_before[last] + regular_us[last])
     per_frame = np.empty((len(NODE_FRAME_COLUMNS), n), np.float32)  # rows in NODE_FRAME_COLUMNS order
     per_frame[0] = log_ia
     per_frame[1] = jitter
@@ -115,14 +121,23 @@ def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, fi
     graph_frame[0, 1, order] = jitter
     graph_frame[0, 2] = new_id
     graph_frame[0, 3] = violation
-    return per_frame, graph_frame, ia, regular_cols
+    return per_frame, graph_frame, ia, totals
 
 
-def _previous(values: np.ndarray, starts: np.ndarray, before: np.ndarray) -> np.ndarray:
-    """Each grouped frame's predecessor value: the previous frame's, or ``before`` at group
-    starts. (For ``has_prev``, with ``before`` = the ID had 2 frames: ``has_prev2``.)"""
-    out = np.empty(values.shape, values.dtype)
-    out[1:] = values[:-1]
+def _before(values: np.ndarray, starts: np.ndarray, node: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """Per grouped frame, the sum of the integer ``values`` of its ID before it: ``history``
+    (per group), then the group's earlier frames. One cumulative sum, exact as integers are."""
+    before = values.cumsum()
+    before -= values
+    before += (history - before[starts])[node]
+    return before
+
+
+def _previous(values: np.ndarray, shift: np.ndarray, starts: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """Each grouped frame's predecessor value: the previous frame's (``shift`` is
+    ``arange(-1, n - 1)``: one gather, a third of a slice copy into a new array), or
+    ``before`` (the ID's history) at group starts (the first frame's among them)."""
+    out = values[shift]
     out[starts] = before
     return out
 
@@ -130,8 +145,9 @@ def _previous(values: np.ndarray, starts: np.ndarray, before: np.ndarray) -> np.
 def _edges(node_of_frame: np.ndarray, n_nodes: int, timestamp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(edge_index, edge_attr)``: one edge per distinct transition between consecutive
     frames' nodes, ordered by (source, target) as ``window_graphs``'s ``np.unique`` orders them."""
-    key = node_of_frame[:-1] * n_nodes
-    key += node_of_frame[1:]
+    source, target = node_of_frame[:-1], node_of_frame[1:]
+    key = source * n_nodes
+    key += target
     dt = gap_ms(timestamp[1:] - timestamp[:-1]).astype(np.float64)
     # np.unique without its overhead: sorted distinct keys, and each transition's edge.
     sorted_key = key.copy()
@@ -144,8 +160,12 @@ def _edges(node_of_frame: np.ndarray, n_nodes: int, timestamp: np.ndarray) -> tu
     edge_of_key = np.empty(n_nodes * n_nodes, np.int64)  # searchsorted, without its branches
     edge_of_key[edge_key] = np.arange(n_edges)
     edge = edge_of_key[key]
+    # Each edge's nodes, scattered from its transitions (all write the same): two 1-D
+    # scatters cost a third of dividing the keys.
     edge_index = np.empty((2, n_edges), np.int64)
-    np.divmod(edge_key, n_nodes, edge_index[0], edge_index[1])
+    e_source, e_target = edge_index
+    e_source[edge] = source
+    e_target[edge] = target
     # bincount adds each edge's values in frame order, as window_graphs's bincount does.
-    attr = edge_features(edge_index[0], edge_index[1], np.bincount(edge, None, n_edges), np.bincount(edge, dt, n_edges), np.bincount(edge, dt * dt, n_edges))
+    attr = edge_features(e_source, e_target, np.bincount(edge, None, n_edges), np.bincount(edge, dt, n_edges), np.bincount(edge, dt * dt, n_edges))
     return edge_index, attr
