@@ -247,8 +247,7 @@ def _advance(history: "IdHistory", rows: np.ndarray, first: np.ndarray, order: n
     some = kept > 0
     rows, kept = rows[some], kept[some]
     last = first[some] + kept - 1
-    added = np.stack([regular_upto[last] - history.regular[rows], regular_us_upto[last] - history.regular_us[rows]], axis=1)
-    history.advance(rows, kept, added, ts_sorted[last], ia_sorted[last], dlc_sorted[last], words_sorted[last])
+    history.advance(rows, history.seen[rows] + kept, regular_upto[last], regular_us_upto[last], ts_sorted[last], ia_sorted[last], dlc_sorted[last], words_sorted[last])
 
 
 def _before_in_group(values: np.ndarray, group_start: np.ndarray) -> np.ndarray:
