@@ -218,3 +218,27 @@ def test_vocabulary_pass_ids_are_the_vocabulary_of_the_capture(id_pool):
     got = can_ids(cap)
     assert got.dtype == np.int64 and np.array_equal(got, build_vocabulary([cap]).can_ids)
     assert id_pool[1] not in got
+
+
+def test_reading_one_set_hands_back_the_pages_of_every_set_past_the_process_budget(tmp_path, monkeypatch):
+    """Evaluation maps eight sets; each keeping its own 256 MB of pages made the peak grow
+    with the dataset. The budget is the process's: reads of one set release all of them."""
+    from canids.data.synthetic import generate_captures
+
+    caps = generate_captures(seed=1, scale=0.02, splits=[TRAIN_SPLITS[1]])
+    graphs = build_graphs(caps, build_vocabulary(caps), window_size=50)
+    save_graphsets(tmp_path / "index.json", {"a": graphs, "b": graphs}, shard_windows=29)
+    loaded = load_graphsets(tmp_path / "index.json")[0]
+    before = shards._PROCESS_PAGES.touched
+    loaded["a"].batch(np.arange(10))
+    per_batch = shards._PROCESS_PAGES.touched - before  # bytes and pages one batch counts
+    assert per_batch > 0
+    monkeypatch.setattr(shards._PROCESS_PAGES, "budget", shards._PROCESS_PAGES.touched + int(2.5 * per_batch))
+    released: list[Path] = []
+    monkeypatch.setattr(shards.Shard, "release", lambda shard: released.append(shard.path))
+    loaded["a"].batch(np.arange(10))
+    assert released == []  # within the budget: the pages stay
+    for _ in range(3):
+        loaded["b"].batch(np.arange(10))
+    a_shards = {shard.path for shard in loaded["a"].x.pages.shards}
+    assert a_shards and a_shards <= set(released)  # b's reads released a's pages too

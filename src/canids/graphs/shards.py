@@ -17,9 +17,10 @@ epoch over a large cache would keep all of it resident (counted in the rule's pe
 ``numpy.load(mmap_mode=...)`` maps one array per ``.npy`` file, 13 files per shard for the
 manifest to pin; PyG's on-disk datasets store one graph per row (a database round trip per
 window) and would replace the collated layout that makes ``batch`` a few index operations. Here
-one ``mmap`` per shard is kept, and ``FileRows`` releases its pages (``MADV_DONTNEED``; they stay
-in the page cache, not in the process) after every ``RELEASE_BYTES`` it has gathered, so a
-stage's resident memory stays bounded whatever the cache's size.
+one ``mmap`` per shard is kept, and the pages of every loaded set are handed back
+(``MADV_DONTNEED``; they stay in the page cache, not in the process) after every
+``RELEASE_BYTES`` the process has gathered from them, so a stage's resident memory stays
+bounded whatever the cache's size and however many sets it maps.
 
 A shard is self-describing (its windows' captures as indices into the set's capture list, its
 attack-type names) and refused when missing, shorter than the index says (truncated) or, with
@@ -33,6 +34,7 @@ import hashlib
 import json
 import mmap
 import os
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -53,7 +55,7 @@ WINDOW_FIELDS = ("u", "y", "attack_frames", "capture", "attack_type", "t_start")
 #: Fields left in the mapped files: one row per node or per edge.
 NODE_FIELDS = ("x", "node_vocab", "node_can_id")
 EDGE_FIELDS = ("edge_attr",)
-#: Bytes a ``FileRows`` gathers (with the pages around them) before handing its mapped pages back.
+#: Bytes the process gathers from mapped shards (with the pages around them) before handing them back.
 RELEASE_BYTES = 256 << 20
 _PAGE = mmap.PAGESIZE
 
@@ -179,20 +181,55 @@ def _read_record(path: Path, mapping: mmap.mmap, offset: int, size: int) -> tupl
 # --------------------------------------------------------------------------- file-backed rows
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pages:
-    """The shards behind one loaded set, and how much has been read from them since the last release."""
+    """The shards behind one loaded set, and how much has been read from them since the last release.
+
+    The budget is the PROCESS's, not the set's: every loaded set counts its reads against
+    ``_PROCESS_PAGES`` too, and when the process has gathered ``RELEASE_BYTES`` from mapped
+    shards, every live set hands its pages back. A budget per set let each of evaluation's
+    eight sets keep up to 256 MB resident once read, so its peak grew with the dataset
+    (1.8 GB at 50 M frames).
+    """
 
     shards: list[Shard]
     budget: int = RELEASE_BYTES
     touched: int = 0
 
+    def __post_init__(self) -> None:
+        _PROCESS_PAGES.live.add(self)
+
     def touch(self, nbytes: int) -> None:
         self.touched += nbytes
-        if self.touched >= self.budget:
-            for shard in self.shards:
-                shard.release()
-            self.touched = 0
+        if self.touched >= self.budget or _PROCESS_PAGES.touch(nbytes):
+            self.release()
+
+    def release(self) -> None:
+        for shard in self.shards:
+            shard.release()
+        self.touched = 0
+
+
+@dataclass
+class _ProcessPages:
+    """What every loaded set of this process has gathered from its shards since the last release."""
+
+    live: "weakref.WeakSet[_Pages]" = field(default_factory=weakref.WeakSet)
+    budget: int = RELEASE_BYTES
+    touched: int = 0
+
+    def touch(self, nbytes: int) -> bool:
+        """Count ``nbytes``; past the budget, hand back every live set's pages (True)."""
+        self.touched += nbytes
+        if self.touched < self.budget:
+            return False
+        for pages in list(self.live):
+            pages.release()
+        self.touched = 0
+        return True
+
+
+_PROCESS_PAGES = _ProcessPages()
 
 
 @dataclass
