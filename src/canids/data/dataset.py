@@ -184,7 +184,7 @@ class DatasetSpec:
         be labelled although none of its frames is."""
         cap = read_capture(
             capture.path, self.read_format, split=capture.split, strict=strict, timestamp_order=self.timestamp_order,
-            attack_families=self.attack_families,
+            attack_families=self.attack_families, sha256=capture.sha256,
         )
         suppression = self.suppressions.get(capture.path.relative_to(self.root).as_posix())
         if suppression is not None:
