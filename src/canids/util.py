@@ -7,6 +7,9 @@ see a complete file or no file, never a truncated checkpoint that looks finished
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import json
 import os
@@ -173,3 +176,24 @@ class FileDigests:
             self._dirty = False
         except OSError:
             pass  # a read-only root: digests are recomputed next time
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free memory back to the operating system.
+
+    Batches of window graphs allocate tensors of every size; glibc keeps what they free in
+    its heaps (one per thread torch computes on), so a stage that scored 150,000 windows in
+    batches of 1,024 held 450 MB more than it used. Costs about half a millisecond.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
