@@ -13,7 +13,7 @@ from canids.graphs.graphset import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES,
 from canids.models.vgae import VGAE, VGAEConfig, window_errors
 from canids.settings import VGAEArchitecture
 from canids.shape import ATTACK_FREE_SPLIT
-from canids.stages.loaders import window_loader
+from canids.stages.loaders import INFERENCE_BATCH, window_loader
 from canids.stages.resume import resume_checkpoint
 from canids.stages.trainer import TrainSettings, adamw, logs_this_step, make_trainer, restore_best, tune_batch_size
 from canids.stages.metrics import best_f1_threshold, binary_metrics
@@ -82,7 +82,7 @@ def attack_free_index(graphs: GraphSet) -> np.ndarray:
 
 
 @torch.no_grad()
-def score_windows(model: VGAE, graphs: GraphSet, batch_size: int = 1024) -> np.ndarray:
+def score_windows(model: VGAE, graphs: GraphSet, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
     """Deterministic anomaly score of every window (latent mean)."""
     model.eval()
     device = next(model.parameters()).device
@@ -93,7 +93,7 @@ def score_windows(model: VGAE, graphs: GraphSet, batch_size: int = 1024) -> np.n
 @torch.no_grad()
 def calibrate_scores(model: VGAE, graphs: GraphSet, index: np.ndarray) -> None:
     """Scale the score by the median errors of the attack-free training windows."""
-    parts = [window_errors(b, model(b, sample=False), model.cfg) for b in window_loader(graphs, index, 1024)]
+    parts = [window_errors(b, model(b, sample=False), model.cfg) for b in window_loader(graphs, index, INFERENCE_BATCH)]
     model.calibrate(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
 
 

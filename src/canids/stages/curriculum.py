@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from canids.graphs.graphset import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES, GraphSet
 from canids.models.gat import GATClassifier, GATConfig
 from canids.settings import CurriculumPacing, GATArchitecture
-from canids.stages.loaders import window_loader
+from canids.stages.loaders import INFERENCE_BATCH, window_loader
 from canids.stages.resume import resume_checkpoint
 from canids.stages.trainer import TrainSettings, adamw, logs_this_step, make_trainer, restore_best, tune_batch_size
 from canids.stages.metrics import binary_metrics
@@ -148,7 +148,7 @@ class CurriculumResult:
 
 
 @torch.no_grad()
-def predict_proba(model: GATClassifier, graphs: GraphSet, batch_size: int = 1024) -> np.ndarray:
+def predict_proba(model: GATClassifier, graphs: GraphSet, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
     out = [torch.softmax(model(b.to(device)), -1)[:, 1].cpu() for b in window_loader(graphs, None, batch_size)]
