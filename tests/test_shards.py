@@ -204,19 +204,18 @@ def test_file_backed_rows_gather_across_shards_as_the_tensors_do(tmp_path):
 
 
 @pytest.mark.parametrize("id_pool", [[0x10, 0x7FF, 0x3], [0x10, 0x1FFFFFFF, 0x123456]])
-def test_vocabulary_pass_ids_are_the_vocabulary_of_the_capture(id_pool):
-    """The vocabulary pass's presence table gives ``build_vocabulary``'s IDs (attack frames
-    left out), and falls back to it for IDs too wide for a table."""
+def test_vocabulary_ids_are_the_unique_ids_of_normal_frames(id_pool):
+    """``build_vocabulary``'s presence table gives ``np.unique``'s IDs (attack frames left
+    out), and falls back to it for IDs too wide for a table."""
     from canids.data.frames import Capture
-    from canids.workflow.preprocess import can_ids
 
     rng = np.random.default_rng(4)
     n = 500
     ids = rng.choice(np.array(id_pool), n).astype(np.int32)
     label = (ids == id_pool[1]).astype(np.uint8)  # one ID appears in attack frames only
     cap = Capture(timestamp=np.arange(n) * 1e-3, can_id=ids, dlc=np.full(n, 8, np.uint8), payload=np.zeros((n, 8), np.uint8), label=label, name="v", split=ATTACK_FREE_SPLIT)
-    got = can_ids(cap)
-    assert got.dtype == np.int64 and np.array_equal(got, build_vocabulary([cap]).can_ids)
+    got = build_vocabulary([cap, cap]).can_ids
+    assert got.dtype == np.int64 and np.array_equal(got, np.unique(ids[label == 0].astype(np.int64)))
     assert id_pool[1] not in got
 
 

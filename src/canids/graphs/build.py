@@ -223,17 +223,18 @@ def _previous(values_sorted: np.ndarray, first: np.ndarray, history_values: np.n
 
 def _prior_gaps(history: "IdHistory", known: int, rows: np.ndarray, first_position: np.ndarray, n: int) -> dict[str, np.ndarray]:
     """The gaps that began before the chunk: per ID seen before it, its history (frames,
-    regular transitions and their microseconds, last timestamp) and the position of its
-    first frame in the chunk (``n``: none)."""
+    regular transitions and their microseconds, last timestamp; gathered, so copies that the
+    history's advance leaves as they are) and the position of its first frame in the chunk
+    (``n``: none)."""
     seen = np.flatnonzero(history.seen[:known] >= 1)
     next_position = np.full(known, n, np.int64)
     old = rows < known
     next_position[rows[old]] = first_position[old]
     return {
-        "prior_frames": history.seen[seen].copy(),
-        "prior_regular": history.regular[seen].copy(),
-        "prior_regular_us": history.regular_us[seen].copy(),
-        "prior_last_ts": history.last_ts[seen].copy(),
+        "prior_frames": history.seen[seen],
+        "prior_regular": history.regular[seen],
+        "prior_regular_us": history.regular_us[seen],
+        "prior_last_ts": history.last_ts[seen],
         "prior_next": next_position[seen],
     }
 
@@ -257,12 +258,6 @@ def _before_in_group(values: np.ndarray, group_start: np.ndarray) -> np.ndarray:
     before -= values
     before -= before[group_start]
     return before
-
-
-def _per_id(function, id_sorted: np.ndarray, repeat_sorted: np.ndarray) -> np.ndarray:
-    """``function(id_sorted)`` evaluated once per distinct ID (a capture has dozens, not millions)."""
-    first = np.flatnonzero(~repeat_sorted)
-    return np.repeat(function(id_sorted[first]), np.diff(np.r_[first, len(id_sorted)]))
 
 
 def payload_entropy(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:

@@ -46,8 +46,21 @@ class Vocabulary:
         return cls(can_ids=np.asarray(data["can_ids"], np.int64))
 
 
+#: IDs below this are collected through a presence table (linear); wider ones by ``np.unique``'s sort.
+_TABLE_IDS = 1 << 24
+
+
 def build_vocabulary(captures: list[Capture]) -> Vocabulary:
-    """Learn the vocabulary from attack-free captures (frames labelled attack are ignored)."""
+    """Learn the vocabulary from attack-free captures (frames labelled attack are ignored).
+
+    A capture has millions of frames and a few dozen IDs, so the IDs are marked in a presence
+    table rather than sorted with every frame (``np.unique``), where their values allow one.
+    """
     if not captures:
         raise ValueError("cannot build a CAN ID vocabulary: no attack-free training captures")
-    return Vocabulary(can_ids=np.unique(np.concatenate([c.can_id[c.label == 0].astype(np.int64) for c in captures])))
+    ids = np.concatenate([c.can_id[c.label == 0].astype(np.int64) for c in captures])
+    if len(ids) == 0 or ids.min() < 0 or ids.max() >= _TABLE_IDS:
+        return Vocabulary(can_ids=np.unique(ids))
+    present = np.zeros(int(ids.max()) + 1, bool)
+    present[ids] = True
+    return Vocabulary(can_ids=np.flatnonzero(present).astype(np.int64))

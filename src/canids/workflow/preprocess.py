@@ -1,8 +1,8 @@
 """The preprocess stage: raw captures of one dataset -> sharded graph caches pinned by a manifest.
 
 Streaming: one capture in memory at a time, its graphs built ``chunk_frames`` frames at a
-time and written in shards of ``shard_windows`` windows as they are built (``canids.graphs.shards``); the manifest pins each cache's index and
-every shard by sha256.
+time and written in shards of ``shard_windows`` windows as they are built
+(``canids.graphs.shards``); the manifest pins each cache's index and every shard by sha256.
 
 Leak-free by construction:
 - byte-identical captures (train_02 repeats train_01 files) are read once;
@@ -90,23 +90,12 @@ def training_vocabulary(spec: DatasetSpec, files: list[CaptureFile], val_fractio
         if f.split != ATTACK_FREE_SPLIT or f.duplicate_of is not None:
             continue
         cap = spec.read(f, strict=strict)
-        ids.extend(can_ids(part) for part in split_train_val(cap, val_fraction)[0])
+        ids.extend(build_vocabulary([part]).can_ids for part in split_train_val(cap, val_fraction)[0])
         if kept_frames + len(cap) <= keep_frames:
             kept[Path(f.path)], kept_frames = cap, kept_frames + len(cap)
     if not ids:
         return build_vocabulary([]), kept  # refused with its message
     return Vocabulary(can_ids=np.unique(np.concatenate(ids))), kept
-
-
-def can_ids(cap: Capture) -> np.ndarray:
-    """``build_vocabulary([cap]).can_ids`` (the IDs of its frames not labelled attack), through a
-    presence table where the IDs allow one: linear, where ``np.unique`` sorts every frame."""
-    ids = cap.can_id[cap.label == 0]
-    if len(ids) == 0 or ids.min() < 0 or ids.max() >= 1 << 24:
-        return build_vocabulary([cap]).can_ids
-    present = np.zeros(int(ids.max()) + 1, bool)
-    present[ids] = True
-    return np.flatnonzero(present).astype(np.int64)
 
 
 def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Path, manifest_out: Path) -> dict:
@@ -115,8 +104,7 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
     Two passes: the attack-free training captures give the vocabulary, then every capture is
     read, split, built ``chunk_frames`` frames at a time and appended to its sets' shard
     writers, so memory is bounded by those settings and the largest capture (held once, as
-    read), not by the dataset. Each set keeps
-    the windows in the order of a build over all its captures at once (training splits in
+    read), not by the dataset. Each set keeps the windows in the order of a build over all its captures at once (training splits in
     their canonical order, then the test splits). On any error the shards written so far are
     removed: only a finished run leaves shards, indexes and a manifest.
     """
