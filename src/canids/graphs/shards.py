@@ -183,31 +183,25 @@ def _read_record(path: Path, mapping: mmap.mmap, offset: int, size: int) -> tupl
 
 @dataclass(eq=False)
 class _Pages:
-    """The shards behind one loaded set, and how much has been read from them since the last release.
+    """The shards behind one loaded set.
 
-    The budget is the PROCESS's, not the set's: every loaded set counts its reads against
-    ``_PROCESS_PAGES`` too, and when the process has gathered ``RELEASE_BYTES`` from mapped
-    shards, every live set hands its pages back. A budget per set let each of evaluation's
-    eight sets keep up to 256 MB resident once read, so its peak grew with the dataset
-    (1.8 GB at 50 M frames).
+    What a set reads counts against the PROCESS's budget (``_PROCESS_PAGES``), not its own:
+    when the process has gathered ``RELEASE_BYTES`` from mapped shards, every live set hands
+    its pages back. A budget per set let each of evaluation's eight sets keep up to 256 MB
+    resident once read, so its peak grew with the dataset (1.8 GB at 50 M frames).
     """
 
     shards: list[Shard]
-    budget: int = RELEASE_BYTES
-    touched: int = 0
 
     def __post_init__(self) -> None:
         _PROCESS_PAGES.live.add(self)
 
     def touch(self, nbytes: int) -> None:
-        self.touched += nbytes
-        if self.touched >= self.budget or _PROCESS_PAGES.touch(nbytes):
-            self.release()
+        _PROCESS_PAGES.touch(nbytes)
 
     def release(self) -> None:
         for shard in self.shards:
             shard.release()
-        self.touched = 0
 
 
 @dataclass
@@ -218,15 +212,13 @@ class _ProcessPages:
     budget: int = RELEASE_BYTES
     touched: int = 0
 
-    def touch(self, nbytes: int) -> bool:
-        """Count ``nbytes``; past the budget, hand back every live set's pages (True)."""
+    def touch(self, nbytes: int) -> None:
+        """Count ``nbytes``; past the budget, hand back every live set's pages."""
         self.touched += nbytes
-        if self.touched < self.budget:
-            return False
-        for pages in list(self.live):
-            pages.release()
-        self.touched = 0
-        return True
+        if self.touched >= self.budget:
+            for pages in list(self.live):
+                pages.release()
+            self.touched = 0
 
 
 _PROCESS_PAGES = _ProcessPages()
