@@ -54,3 +54,25 @@ def test_checkpoints_without_thresholds_decide_at_the_f1_optimal_point():
     assert DecisionThresholds.from_payload({}) == DecisionThresholds(F1_OPTIMAL, F1_OPTIMAL, F1_OPTIMAL, None)
     t = DecisionThresholds(0.7, 0.8, 0.9, 10.0)
     assert DecisionThresholds.from_payload({"decision_thresholds": t.to_dict()}) == t
+
+
+def test_a_quiet_validation_attack_cannot_pull_the_vgae_threshold_into_normal_traffic():
+    from canids.stages.autoencoder import MARGIN_SIGMAS, NORMAL_QUANTILE, choose_threshold
+
+    rng = np.random.default_rng(0)
+    normal = np.exp(rng.normal(0.0, 0.1, 2000))  # error ratios around 1, log spread 0.1
+    quiet = np.exp(rng.normal(0.2, 0.05, 400))  # a common attack moving scores by two spreads
+    loud = np.exp(rng.normal(3.0, 0.3, 40))
+    scores = np.r_[normal, quiet, loud]
+    labels = np.r_[np.zeros(len(normal)), np.ones(len(quiet) + len(loud))].astype(int)
+    floor = np.quantile(normal, NORMAL_QUANTILE) * np.exp(MARGIN_SIGMAS * np.std(np.log(normal)))
+    tau = choose_threshold(scores, labels)
+    assert tau == floor  # the F1-optimal threshold would sit among the quiet attack's scores
+    shifted = normal * np.exp(0.1)  # the same traffic, one spread higher: another vehicle
+    assert (shifted >= tau).mean() < 0.005 and (loud >= tau).all()
+    # a loud attack alone: the F1-optimal threshold (the gap's middle) is above the floor and stays
+    only_loud = np.r_[normal, loud]
+    tau_loud = choose_threshold(only_loud, np.r_[np.zeros(len(normal)), np.ones(len(loud))].astype(int))
+    assert tau_loud > floor and tau_loud == np.sqrt(loud.min() * normal.max())
+    # no attack in validation: the floor
+    assert choose_threshold(normal, np.zeros(len(normal), int)) == floor

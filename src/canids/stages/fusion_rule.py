@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["F1_OPTIMAL", "NEVER", "Ops", "SCALAR", "flagged", "STATE_FEATURES", "VGAECalibration", "fused_decision", "fused_score", "fusion_state", "torch_ops"]
+__all__ = ["F1_OPTIMAL", "NEVER", "Ops", "SCALAR", "flagged", "STATE_FEATURES", "VGAECalibration", "fused_decision", "fused_score", "fusion_state", "log_spread", "torch_ops"]
 
 #: What the DQN sees of a window: both detectors' views, nothing else (see ``fusion_state``).
 STATE_FEATURES = ("p_vgae", "p_gat", "vgae_log_ratio", "gat_logit", "disagreement", "agree", "gat_entropy")
@@ -97,8 +97,15 @@ class VGAECalibration:
 
     @classmethod
     def fit(cls, threshold: float, normal_scores: np.ndarray) -> "VGAECalibration":
-        scale = float(np.std(np.log(np.maximum(normal_scores, 1e-12)))) if len(normal_scores) > 1 else 0.1
-        return cls(threshold=float(threshold), log_scale=max(scale, 0.05))
+        return cls(threshold=float(threshold), log_scale=log_spread(normal_scores))
+
+
+def log_spread(normal_scores: np.ndarray) -> float:
+    """The standard deviation of normal windows' log scores (at least 0.05; 0.1 from one window):
+    the unit of the VGAE's calibration and of the margins put above normal traffic."""
+    if len(normal_scores) < 2:
+        return 0.1
+    return max(float(np.std(np.log(np.maximum(normal_scores, 1e-12)))), 0.05)
 
 
 def clip_probability(p: Any, ops: Ops | None = None) -> Any:
