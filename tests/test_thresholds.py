@@ -76,3 +76,35 @@ def test_a_quiet_validation_attack_cannot_pull_the_vgae_threshold_into_normal_tr
     assert tau_loud > floor and tau_loud == np.sqrt(loud.min() * normal.max())
     # no attack in validation: the floor
     assert choose_threshold(normal, np.zeros(len(normal), int)) == floor
+
+
+def test_the_fusion_is_ranked_by_the_score_it_decides_with():
+    from canids.stages.evaluation import at_thresholds, split_metrics
+    from canids.stages.evaluation import SplitPredictions
+    from canids.stages.fusion_apply import DetectorOutputs
+
+    rng = np.random.default_rng(1)
+    n = 400
+    y = (np.arange(n) % 4 == 0).astype(np.int64)
+    p_vgae = np.where(y == 1, rng.uniform(0.7, 1.0, n), rng.uniform(0.3, 0.6, n))  # ranks perfectly
+    p_gat = np.where(y == 1, rng.uniform(0.0, 0.1, n), rng.uniform(0.2, 0.3, n))  # wrong: a vehicle and an attack it never saw
+    fused = 0.5 * p_gat + 0.5 * p_vgae  # the policy halves the VGAE: the fused score ranks worse
+    t = DecisionThresholds(fusion=0.5, vgae=0.5, gat=0.5, false_alarms_per_hour=10.0, vgae_alone=0.65)
+    score = t.decision_score(fused, p_vgae, p_gat)
+    assert np.array_equal(score >= 1, t.flagged(fused, p_vgae, p_gat))
+    # without an alone threshold (F1-optimal ones, NEVER) it is the fused score over its threshold
+    assert np.array_equal(DecisionThresholds().decision_score(fused, p_vgae, p_gat), fused / 0.5)
+
+    class Graphs:  # what split_metrics reads of a GraphSet
+        attack_types = ["normal", "dos"]
+        attack_type = torch.as_tensor(y)
+        t_start = torch.arange(n, dtype=torch.float64) * 0.05
+        capture = torch.zeros(n, dtype=torch.long)
+
+    out = DetectorOutputs(p_vgae, p_vgae, p_gat, np.zeros((n, 7), np.float32))
+    pred = SplitPredictions(y=y, scores={"vgae": p_vgae, "gat": p_gat, "fusion": fused}, decisions={}, alpha=np.full(n, 0.5), fused=fused)
+    metrics = split_metrics(at_thresholds(pred, out, t), Graphs())
+    assert metrics["fusion"]["f1"] == 1.0 and metrics["fusion"]["auroc"] == 1.0
+    from canids.stages.metrics import binary_metrics
+
+    assert binary_metrics(y, fused >= 0.5, fused)["auroc"] < 0.95  # what the fused score alone reported

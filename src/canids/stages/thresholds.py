@@ -80,6 +80,17 @@ class DecisionThresholds:
         """Which windows the fused detector flags (``fusion_rule.flagged`` at these thresholds)."""
         return flagged(fused, p_gat, p_vgae, self.fusion, self.vgae_alone, self.gat_alone)
 
+    def decision_score(self, fused: np.ndarray, p_vgae: np.ndarray, p_gat: np.ndarray) -> np.ndarray:
+        """One score per window that ranks as the fused detector decides: each output over its
+        threshold, the largest of those (an "alone" threshold only where it can be reached),
+        so a window is flagged where this score reaches 1 (up to rounding at the boundary;
+        decisions come from ``flagged``). AUROC and AUPRC of the fusion are computed on it."""
+        score = np.asarray(fused, np.float64) / self.fusion
+        for values, alone in ((p_vgae, self.vgae_alone), (p_gat, self.gat_alone)):
+            if alone <= 1.0:
+                score = np.maximum(score, np.asarray(values, np.float64) / alone)
+        return score
+
     @classmethod
     def from_payload(cls, payload: dict) -> "DecisionThresholds":
         """From a fusion checkpoint; checkpoints written before the budget existed decide at 0.5."""
