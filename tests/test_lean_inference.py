@@ -54,8 +54,9 @@ def test_pools_match_pyg(n_graphs):
     assert torch.equal(lean.max_pool(batch.x, batch.batch, n_graphs), global_max_pool(batch.x, batch.batch, n_graphs))
 
 
-def test_training_attention_is_bit_identical_to_pyg():
-    """With gradients, ``lean.gatv2`` gives PyG's values and PyG's gradients to the last bit: models train to the same weights."""
+def test_training_attention_matches_pyg():
+    """With gradients, ``lean.gatv2`` gives PyG's values and PyG's gradients to float rounding (it gathers the
+    source rows once, and takes the edge projection's weight gradient in the fast layout)."""
     torch.manual_seed(0)
     batch = random_graphs(12, seed=3)
     conv = GATv2Conv(len(NODE_FEATURES), 8, heads=4, edge_dim=len(EDGE_FEATURES), add_self_loops=False).train()
@@ -73,7 +74,7 @@ def test_training_attention_is_bit_identical_to_pyg():
     pyg = run(lambda x: conv(x, batch.edge_index, batch.edge_attr))
     ours = run(lambda x: lean.attend(conv, x, batch.edge_index, batch.edge_attr, training=True))
     for name, a, b in zip(["out", "x.grad", *(n for n, _ in conv.named_parameters())], pyg, ours):
-        assert torch.equal(a, b), (name, (a - b).abs().max())
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5), (name, (a - b).abs().max())
 
 
 def test_models_give_the_same_outputs_through_both_paths(monkeypatch):

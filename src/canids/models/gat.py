@@ -66,7 +66,7 @@ class GATClassifier(nn.Module):
     def forward(self, batch) -> torch.Tensor:
         """Return class logits ``[num_graphs, 2]`` (index 1 = attack)."""
         h = batch.x if self.embed is None else torch.cat([batch.x, self.embed(batch.node_vocab)], dim=-1)
-        h = torch.nn.functional.leaky_relu(self.input(h), _SLOPE)
+        h = torch.nn.functional.leaky_relu(lean.linear(h, self.input.weight, self.input.bias), _SLOPE)
         layers = [h]
         for conv, norm in zip(self.convs, self.norms):
             msg = lean.attend(conv, h, batch.edge_index, batch.edge_attr, self.training)

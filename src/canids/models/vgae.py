@@ -73,7 +73,7 @@ class VGAE(nn.Module):
 
     def encode(self, batch, with_logvar: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = batch.x if self.embed is None else torch.cat([batch.x, self.embed(batch.node_vocab)], dim=-1)
-        h = F.leaky_relu(self.input(h), _SLOPE)
+        h = F.leaky_relu(lean.linear(h, self.input.weight, self.input.bias), _SLOPE)
         for conv in self.convs:
             msg = lean.attend(conv, h, batch.edge_index, batch.edge_attr, self.training)
             h = h + F.leaky_relu(msg, _SLOPE)
