@@ -265,7 +265,7 @@ def test_resume_info_is_written_with_the_checkpoint(tmp_path):
 
 
 def test_adamw_updates_the_weights_as_the_default_loop_does():
-    """The stages' multi-tensor AdamW (``adamw``) gives the per-parameter loop's weights, bit for bit."""
+    """The stages' fused AdamW (``adamw``) gives the per-parameter loop's weights, to float rounding."""
     settings = TrainSettings(epochs=1, batch_size=8, learning_rate=0.005, weight_decay=1e-4, patience=1, seed=0, optimize_batch_size=False, batch_size_max_trials=1, accelerator="cpu", monitor="val_loss", monitor_mode="min")
     weights = {}
     for name in ("default", "adamw"):
@@ -278,4 +278,4 @@ def test_adamw_updates_the_weights_as_the_default_loop_does():
             model(torch.randn(32, 10, generator=g)).square().mean().backward()
             optimizer.step()
         weights[name] = list(model.parameters())
-    assert all(torch.equal(a, b) for a, b in zip(weights["default"], weights["adamw"]))
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(weights["default"], weights["adamw"]))

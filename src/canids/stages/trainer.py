@@ -68,11 +68,14 @@ def logs_this_step(module: L.LightningModule, batch_idx: int) -> bool:
 def adamw(parameters, settings: TrainSettings) -> torch.optim.AdamW:
     """The optimiser of the VGAE and GAT stages: AdamW at the stage's learning rate and weight decay.
 
-    ``foreach``: one multi-tensor update per step instead of a Python loop over the parameters
-    (the CPU default); it performs the same arithmetic, bit for bit (unlike ``fused``, which rounds
-    differently), and is what CUDA runs by default anyway.
+    ``fused``: one kernel updates every parameter per step, instead of a Python loop over the
+    parameters (the CPU default, 0.58 ms a step for the teacher VGAE's 96 k weights) or a handful of
+    multi-tensor operations (``foreach``, 0.42 ms; fused 0.13 ms, 2 threads). It rounds differently
+    from the loop (6e-8 apart after 20 steps of a small model); its optimiser state is the loop's,
+    so checkpoints written with either resume with either (a resumed run keeps the implementation
+    its checkpoint's parameter groups name).
     """
-    return torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay, foreach=True)
+    return torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay, fused=True)
 
 
 def seed_everything(seed: int) -> int:
