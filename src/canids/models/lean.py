@@ -93,8 +93,38 @@ def mean_pool(x: Tensor, batch: Tensor, size: int) -> Tensor:
 
 
 def max_pool(x: Tensor, batch: Tensor, size: int) -> Tensor:
-    """Per-graph max of node rows (PyG's ``global_max_pool``)."""
+    """Per-graph max of node rows (PyG's ``global_max_pool``); with gradients, through ``_MaxPool``."""
     if size == 1:
         return x.amax(0, keepdim=True)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _MaxPool.apply(x, batch, size)
+    return _scatter_max(x, batch, size)
+
+
+def _scatter_max(x: Tensor, batch: Tensor, size: int) -> Tensor:
     expanded = batch.unsqueeze(-1).expand_as(x)
     return x.new_full((size, x.shape[1]), float("-inf")).scatter_reduce_(0, expanded, x, "amax", include_self=True)
+
+
+class _MaxPool(torch.autograd.Function):
+    """``_scatter_max`` with autograd's own gradient (each maximum's gradient shared equally by the rows
+    that tie for it), bit for bit, in fewer passes over the node rows.
+
+    ``scatter_reduce``'s backward also compares the initial ``-inf`` rows, converts both comparisons
+    to floats separately and gathers through expanded indices: about a tenth of a GAT training
+    step (7,600 x 256 jumping-knowledge rows per 256-window batch). Here: one comparison, one
+    conversion, the tie counts with ``index_add_``, one gather of ``grad / count``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, batch: Tensor, size: int) -> Tensor:  # type: ignore[override]
+        out = _scatter_max(x, batch, size)
+        ctx.save_for_backward(x, batch, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, batch, out = ctx.saved_tensors
+        hit = (x == out.index_select(0, batch)).to(grad.dtype)
+        count = grad.new_zeros(out.shape).index_add_(0, batch, hit)  # rows tied for each maximum (>= 1)
+        return hit.mul_((grad / count).index_select(0, batch)), None, None
