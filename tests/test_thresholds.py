@@ -57,7 +57,7 @@ def test_checkpoints_without_thresholds_decide_at_the_f1_optimal_point():
 
 
 def test_a_quiet_validation_attack_cannot_pull_the_vgae_threshold_into_normal_traffic():
-    from canids.stages.autoencoder import MARGIN_SIGMAS, NORMAL_QUANTILE, choose_threshold
+    from canids.stages.autoencoder import NORMAL_QUANTILE, TRANSFER_MARGIN, choose_threshold
 
     rng = np.random.default_rng(0)
     normal = np.exp(rng.normal(0.0, 0.1, 2000))  # error ratios around 1, log spread 0.1
@@ -65,7 +65,9 @@ def test_a_quiet_validation_attack_cannot_pull_the_vgae_threshold_into_normal_tr
     loud = np.exp(rng.normal(3.0, 0.3, 40))
     scores = np.r_[normal, quiet, loud]
     labels = np.r_[np.zeros(len(normal)), np.ones(len(quiet) + len(loud))].astype(int)
-    floor = np.quantile(normal, NORMAL_QUANTILE) * np.exp(MARGIN_SIGMAS * np.std(np.log(normal)))
+    logs = np.log(normal)
+    spread = (np.quantile(logs, 0.84) - np.quantile(logs, 0.16)) / 2
+    floor = np.quantile(normal, NORMAL_QUANTILE) * np.exp(TRANSFER_MARGIN * spread)
     tau = choose_threshold(scores, labels)
     assert tau == floor  # the F1-optimal threshold would sit among the quiet attack's scores
     shifted = normal * np.exp(0.1)  # the same traffic, one spread higher: another vehicle
@@ -76,6 +78,23 @@ def test_a_quiet_validation_attack_cannot_pull_the_vgae_threshold_into_normal_tr
     assert tau_loud > floor and tau_loud == np.sqrt(loud.min() * normal.max())
     # no attack in validation: the floor
     assert choose_threshold(normal, np.zeros(len(normal), int)) == floor
+
+
+def test_a_heavy_normal_tail_does_not_push_the_vgae_threshold_past_the_attacks():
+    from canids.stages.autoencoder import choose_threshold
+
+    rng = np.random.default_rng(2)
+    body = np.exp(rng.normal(0.0, 0.3, 1800))
+    tail = np.exp(rng.uniform(1.0, 4.0, 200))  # a tenth of normal windows up to 55x the median
+    normal = np.r_[body, tail]
+    attacks = np.exp(rng.uniform(5.0, 7.0, 200))  # 150-1100x the median: caught at the gap's middle
+    scores = np.r_[normal, attacks]
+    labels = np.r_[np.zeros(len(normal)), np.ones(len(attacks))].astype(int)
+    tau = choose_threshold(scores, labels)
+    assert (attacks >= tau).all() and not (normal >= tau).any()
+    # three standard deviations of the log scores over the 0.995 quantile would miss most of them
+    std_floor = np.quantile(normal, 0.995) * np.exp(3 * np.std(np.log(normal)))
+    assert (attacks >= std_floor).mean() < 0.6
 
 
 def test_the_fusion_is_ranked_by_the_score_it_decides_with():

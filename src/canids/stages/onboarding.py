@@ -35,7 +35,7 @@ from canids.graphs.graphset import GraphSet
 from canids.models.dqn import QNetwork
 from canids.models.gat import GATClassifier
 from canids.models.vgae import VGAE
-from canids.stages.autoencoder import calibrate_scores, margin_above, score_windows
+from canids.stages.autoencoder import calibrate_scores, score_windows
 from canids.stages.curriculum import predict_proba
 from canids.stages.fusion_apply import DetectorOutputs, fused_predictions, outputs_from
 from canids.stages.fusion_rule import VGAECalibration, log_spread
@@ -50,6 +50,9 @@ KIND = "canids.onboarding"
 
 #: Fewer attack-free windows than this cannot say where a vehicle's normal traffic lies.
 MIN_WINDOWS = 20
+#: How far above the vehicle's own budget score its VGAE threshold sits, in standard deviations
+#: of its attack-free log scores (``vehicle_threshold``): three, the usual outlier bound.
+MARGIN_SIGMAS = 3.0
 
 
 class OnboardingError(ValueError):
@@ -126,13 +129,14 @@ def vehicle_threshold(normal_scores: np.ndarray, hours: float, budget_per_hour: 
     normal median: it was chosen against that vehicle's validation attacks (138x the median
     on set_01, where floods score in the thousands), and a payload attack on another vehicle
     scores 4-30x. So the threshold is the new vehicle's own: the score its attack-free windows
-    exceed at most ``budget_per_hour`` times per hour, raised by ``autoencoder.MARGIN_SIGMAS`` standard
+    exceed at most ``budget_per_hour`` times per hour, raised by ``MARGIN_SIGMAS`` standard
     deviations of their log scores. The margin is for what a few minutes of onboarding traffic
     do not show: the same vehicle in another driving state scores higher (set_02's parked
     accessory captures vs set_01's driving capture of that vehicle: a 2.5x higher maximum).
     """
     top = budget_threshold(normal_scores, normal_scores, hours, budget_per_hour, floor=0.0)
-    return VGAECalibration(threshold=margin_above(normal_scores, top), log_scale=log_spread(normal_scores))
+    log_scale = log_spread(normal_scores)
+    return VGAECalibration(threshold=float(top * np.exp(MARGIN_SIGMAS * log_scale)), log_scale=log_scale)
 
 
 def onboarded_outputs(vgae: VGAE, vehicle: VehicleCalibration, graphs: GraphSet, zero_shot: DetectorOutputs) -> DetectorOutputs:
