@@ -41,9 +41,9 @@ def predict_split(out: DetectorOutputs, graphs: GraphSet, q_net, logreg: dict, t
     _, fusion_score, alpha = fused_predictions(q_net, out)
     avg = fixed_alpha * out.p_gat + (1 - fixed_alpha) * out.p_vgae
     lr = logistic_regression_proba(logreg, out.state) if len(out.state) else np.zeros(0)
-    vgae, gat, fusion = MODELS
+    vgae, gat, _ = MODELS
     weighted, logistic = BASELINES
-    scores = {vgae: out.vgae_score, gat: out.p_gat, fusion: fusion_score, weighted: avg, logistic: lr}
+    scores = {vgae: out.vgae_score, gat: out.p_gat, weighted: avg, logistic: lr}  # the fusion's: at_thresholds
     baselines = {weighted: avg >= F1_OPTIMAL, logistic: lr >= F1_OPTIMAL}
     return at_thresholds(SplitPredictions(y=graphs.y.numpy(), scores=scores, decisions=baselines, alpha=alpha, fused=fusion_score), out, thresholds)
 

@@ -104,8 +104,8 @@ def run_preprocess(dataset: str, config: Settings, train_out: Path, test_out: Pa
     Two passes: the attack-free training captures give the vocabulary, then every capture is
     read, split, built ``chunk_frames`` frames at a time and appended to its sets' shard
     writers, so memory is bounded by those settings and the largest capture (held once, as
-    read), not by the dataset. Each set keeps the windows in the order of a build over all its captures at once (training splits in
-    their canonical order, then the test splits). On any error the shards written so far are
+    read), not by the dataset. Each set keeps the windows in the order of a build over all its
+    captures at once (training splits in their canonical order, then the test splits). On any error the shards written so far are
     removed: only a finished run leaves shards, indexes and a manifest.
     """
     t0 = time.perf_counter()
