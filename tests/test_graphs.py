@@ -149,7 +149,7 @@ def _reference_node_features(cap: Capture, ff: dict[str, np.ndarray], size: int,
             mine = frames[cap.can_id[frames] == can_id]
             log_ia, jitter = ff["log_ia"][mine].astype(np.float64), ff["jitter"][mine].astype(np.float64)
             byte_std = np.mean([np.std(cap.payload[mine, j] / 255.0) for j in range(8)])
-            rows.append([log_ia.mean(), log_ia.min(), log_ia.max(), jitter.mean(), jitter.max(), ff["changed"][mine].mean(), ff["byte_change"][mine].mean(), ff["entropy"][mine].mean(), byte_std, ff["new_id"][mine].mean()])
+            rows.append([log_ia.mean(), log_ia.min(), log_ia.max(), jitter.mean(), jitter.max(), ff["changed"][mine].mean(), ff["byte_change"][mine].mean(), ff["entropy"][mine].mean(), byte_std, ff["new_id"][mine].mean(), ff["stalled"][mine].mean()])
     rows = np.array(rows)
     # the model sees them scaled to about [-1, 1] (canids.graphs.build)
     rows[:, :3] = (rows[:, :3] - build._NEUTRAL_LOG_IA) / (build._LOG_IA_MAX - build._LOG_IA_MIN)
@@ -161,24 +161,44 @@ def _reference_node_features(cap: Capture, ff: dict[str, np.ndarray], size: int,
 def _reference_history_violations(cap: Capture) -> tuple[np.ndarray, list[dict]]:
     """(rate_violation, per-frame snapshots of every ID's history) by walking the frames with
     each ID's history in a dict: last time and inter-arrival, frames so far, regular
-    transitions (within 22 % of the one before) and their total microseconds."""
+    transitions (within 22 % of the one before) and their total microseconds, and those among
+    its first 16 transitions (its warm-up period)."""
     violation, history, snapshots = np.zeros(len(cap)), {}, []
     for i, can_id in enumerate(cap.can_id.tolist()):
         t = float(cap.timestamp[i])
-        h = history.setdefault(can_id, {"last": None, "ia": None, "frames": 0, "regular": 0, "regular_us": 0})
+        h = history.setdefault(can_id, {"last": None, "ia": None, "frames": 0, "regular": 0, "regular_us": 0, "warm": 0, "warm_us": 0})
         frames = h["frames"]
         if frames:
             ia = max(t - h["last"], 1e-5)
             ia_us = int(np.rint(ia * 1e6))
-            periodic = frames >= 10 and 5 * h["regular"] >= 4 * (frames - 2)
-            violation[i] = periodic and 100 * ia_us * h["regular"] < 65 * h["regular_us"]
+            violation[i] = frames > 16 and 5 * h["warm"] >= 4 * 15 and 100 * ia_us * h["warm"] < 65 * h["warm_us"]
             if h["ia"] is not None and abs(math.log(ia / h["ia"])) < 0.2:
                 h["regular"] += 1
                 h["regular_us"] += ia_us
+                if frames <= 16:
+                    h["warm"] += 1
+                    h["warm_us"] += ia_us
             h["ia"] = ia
         h.update(last=t, frames=frames + 1)
         snapshots.append({k: (v["frames"], v["regular"], v["regular_us"], v["last"]) for k, v in history.items()})
     return violation, snapshots
+
+
+def _reference_stalled(cap: Capture) -> np.ndarray:
+    """Per frame, whether it left unchanged every bit that changed on each of its ID's first
+    12 transitions (a DLC change: no), walking the frames with a dict of per-ID state."""
+    stalled, history = np.zeros(len(cap)), {}
+    for i, can_id in enumerate(cap.can_id.tolist()):
+        word, dlc = int.from_bytes(cap.payload[i].tobytes(), "little"), int(cap.dlc[i])
+        h = history.setdefault(can_id, {"frames": 0, "rolling": (1 << 64) - 1})
+        if h["frames"]:
+            diff = word ^ h["word"]
+            if h["frames"] <= 12:
+                h["rolling"] &= diff
+            else:
+                stalled[i] = dlc == h["dlc"] and h["rolling"] != 0 and h["rolling"] & diff == 0
+        h.update(frames=h["frames"] + 1, word=word, dlc=dlc)
+    return stalled
 
 
 def _reference_overdue(cap: Capture, snapshots: list[dict], size: int, stride: int) -> np.ndarray:
@@ -226,11 +246,13 @@ def test_vectorised_features_equal_frame_by_frame_loops(id_pool, size, stride):
     np.testing.assert_array_equal(ff["entropy"], np.concatenate([payload_entropy(cap.payload[i : i + 1], cap.dlc[i : i + 1]) for i in range(len(cap))]))
     violation, snapshots = _reference_history_violations(cap)
     np.testing.assert_array_equal(ff["rate_violation"], violation)
+    np.testing.assert_array_equal(ff["stalled"], _reference_stalled(cap))
     part = window_graphs(cap, ff, size, stride, 0)
     np.testing.assert_allclose(part["x"], _reference_node_features(cap, ff, size, stride), rtol=1e-5, atol=1e-6)
     windows = np.arange(0, len(cap) - size + 1, stride)[:, None] + np.arange(size)
     np.testing.assert_allclose(part["u"][:, 4], violation[windows].mean(axis=1), rtol=1e-6)
     np.testing.assert_array_equal(part["u"][:, 5], np.minimum(_reference_overdue(cap, snapshots, size, stride), 4) / 4)
+    np.testing.assert_allclose(part["u"][:, 6], ff["stalled"][windows].mean(axis=1), rtol=1e-6)
 
 
 def test_stable_order_and_factorize_agree_with_numpy():
@@ -248,14 +270,19 @@ def test_stable_order_and_factorize_agree_with_numpy():
 
 @pytest.mark.parametrize("size,stride", [(100, 100), (64, 16)])
 def test_history_violations_equal_frame_by_frame_loops(size, stride):
-    """Rate violations and overdue IDs are what walking the frames with a dict of per-ID
-    histories says, and each occurs where, and only where, the traffic breaks its own habits."""
+    """Rate violations, stalled counters and overdue IDs are what walking the frames with a
+    dict of per-ID histories says, and each occurs where, and only where, the traffic breaks
+    its own habits."""
     from canids.graphs.build import frame_features, window_graphs
 
     cap = periodic_capture(np.random.default_rng(3))
+    frozen = (cap.can_id == 0x102) & (cap.timestamp > 17) & (cap.timestamp < 18)
+    cap.payload[frozen, 0] = 9  # its counter stops for a second
     ff = frame_features(cap, build_vocabulary([cap]))
     violation, snapshots = _reference_history_violations(cap)
     np.testing.assert_array_equal(ff["rate_violation"], violation)
+    np.testing.assert_array_equal(ff["stalled"], _reference_stalled(cap))
+    assert ff["stalled"][frozen][1:].all() and not ff["stalled"][~frozen].any()  # (the first frozen frame may count on)
     part = window_graphs(cap, ff, size, stride, 0)
     overdue = _reference_overdue(cap, snapshots, size, stride)
     np.testing.assert_array_equal(part["u"][:, 5], np.minimum(overdue, 4) / 4)

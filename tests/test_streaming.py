@@ -75,7 +75,7 @@ def test_streaming_builder_makes_exactly_the_graphs_of_build_graphs(captures, wi
                 assert np.array_equal(a, b), f"{capture.name}: {name} differs"
             assert (window.t_start, window.label) == (t_start, y)
         streamed += got
-    assert any(w.label for w in streamed) and any(w.x[:, -1].any() for w in streamed)  # attacks and new IDs were covered
+    assert any(w.label for w in streamed) and any(w.x[:, NODE_FEATURES.index("new_id_share")].any() for w in streamed)  # attacks and new IDs were covered
     # ... and so were rate violations and overdue IDs (the per-ID history features)
     assert all(any(w.u[GRAPH_FEATURES.index(name)] > 0 for w in streamed) for name in ("rate_violation_share", "overdue_ids"))
 
@@ -91,7 +91,9 @@ def hard_capture(seed: int = 0) -> Capture:
     """Traffic that exercises every branch of the features: the warm-up second, periodic IDs
     with DLC changes and repeated or rewritten payloads, a window of 120 distinct IDs, IDs
     back after 6 s of silence, 29-bit IDs (past the builder's ID table), equal and
-    slightly decreasing timestamps, DLCs past 8 and bytes past the DLC."""
+    slightly decreasing timestamps, DLCs past 8 and bytes past the DLC; and at the end two
+    strictly periodic IDs with rolling counters, warming up across windows, then one's
+    counter frozen and both sent too fast (stalled rolling bits, broken warm-up periods)."""
     rng = np.random.default_rng(seed)
     periodic = rng.choice(2048, 40, replace=False)
     ids = np.concatenate([rng.choice(periodic, 1500), np.arange(0x100, 0x178), rng.choice(periodic, 400), [0x18FEF100 + i for i in range(40)] * 5, [0x12345, 0x7FF, 0] * 30, rng.choice(periodic, 1000)])
@@ -110,7 +112,24 @@ def hard_capture(seed: int = 0) -> Capture:
             row = rng.integers(0, rng.integers(1, 257), 8, dtype=np.uint8)
         payload[i] = last[can_id] = row
     label = (rng.random(len(ids)) < 0.02).astype(np.uint8)
-    return Capture(timestamp=1.7e9 + np.cumsum(gaps), can_id=ids.astype(np.int32), dlc=dlc, payload=payload, label=label, name="hard")
+    k = np.arange(600)
+    first_id, second_id = sorted(set(range(0x700, 0x780)) - set(periodic.tolist()))[:2]
+    rolling_ids = np.where(k % 2 == 0, first_id, second_id)
+    rolling_gaps = np.where((k >= 450) & (k < 500), 0.00125, 0.005)
+    rolling_payload = rng.integers(0, 256, (600, 8), dtype=np.uint8)
+    counter = (k // 2) & 0xF
+    counter[(k >= 300) & (k < 400) & (rolling_ids == first_id)] = 7  # frozen
+    rolling_payload[:, 1] = 0x50 | counter
+    rolling_payload[:, 2:] = 3  # resting signals
+    rolling_label = ((k >= 300) & (k < 500)).astype(np.uint8)
+    return Capture(
+        timestamp=1.7e9 + np.cumsum(np.r_[gaps, rolling_gaps]),
+        can_id=np.r_[ids, rolling_ids].astype(np.int32),
+        dlc=np.r_[dlc, np.full(600, 8, np.uint8)],
+        payload=np.r_[payload, rolling_payload],
+        label=np.r_[label, rolling_label],
+        name="hard",
+    )
 
 
 @pytest.mark.parametrize("window_size,pushes", [(100, "window"), (100, "frame"), (7, "random"), (2, "random"), (250, "all")])
@@ -134,7 +153,9 @@ def test_streaming_builder_matches_build_graphs_on_hard_traffic(captures, window
         assert (window.t_start, window.label) == (expected.t_start[i].item(), expected.y[i].item())
     if window_size == 100:  # the traffic did reach the branches it is for
         assert max(len(w.x) for w in got) >= 100 and any(w.label for w in got)
-        assert any(w.x[:, -1].any() for w in got[12:]) and any((w.x[:, 6] == 1).any() for w in got)  # new IDs after the warm-up; DLC changes
+        new_id, byte_change, stalled = (NODE_FEATURES.index(name) for name in ("new_id_share", "byte_change_share", "stalled_share"))
+        assert any(w.x[:, new_id].any() for w in got[12:]) and any((w.x[:, byte_change] == 1).any() for w in got)  # new IDs after the warm-up; DLC changes
+        assert any(w.x[:, stalled].any() for w in got) and any(w.u[GRAPH_FEATURES.index("rate_violation_share")] > 0 for w in got[-3:])  # the frozen counter; the fast end
 
 
 def test_node_sums_of_a_window_and_of_a_capture_are_the_same_bits(captures, monkeypatch):

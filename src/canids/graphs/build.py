@@ -16,6 +16,7 @@ import numpy as np
 from canids.data.frames import Capture
 from canids.data.suppress import Suppression, missed_frame_times, window_misses_a_frame
 from canids.graphs.formulas import (  # noqa: F401  (the scaling constants stay readable here, as tests read them)
+    _ALL_BITS,
     _JITTER_CLIP,
     _LOG_IA_MAX,
     _LOG_IA_MIN,
@@ -35,7 +36,9 @@ from canids.graphs.formulas import (  # noqa: F401  (the scaling constants stay 
     payload_words,
     rate_violation,
     regular,
+    stalled,
     timing_features,
+    warmup_parts,
 )
 from canids.graphs.vocab import Vocabulary
 
@@ -176,12 +179,21 @@ def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None, his
     regular_sorted = regular(jitter_sorted, has_prev2_sorted)
     ia_us_sorted = micros(ia_sorted)
     regular_us_sorted = np.where(regular_sorted, ia_us_sorted, 0)
-    regular_before = _before_in_group(regular_sorted.astype(np.int64), group_start) + np.repeat(history.regular[rows], count)
+    regular_int = regular_sorted.astype(np.int64)
+    regular_before = _before_in_group(regular_int, group_start) + np.repeat(history.regular[rows], count)
     regular_us_before = _before_in_group(regular_us_sorted, group_start) + np.repeat(history.regular_us[rows], count)
-    rate_sorted = rate_violation(ia_us_sorted, n_before, regular_before, regular_us_before)
+    # Every frame that reads the warm-up comes after all of its ID's warm-up frames: the
+    # ID's warm-up over the whole chunk is the one it reads.
+    parts = warmup_parts(n_before, diff_words, regular_int, regular_us_sorted)
+    warmup = _warmup_totals(history, rows, first, parts)
+    rate_sorted = rate_violation(ia_us_sorted, n_before, np.repeat(warmup[1], count), np.repeat(warmup[2], count))
+    stalled_sorted = stalled(diff_words, dlc_changed, n_before, np.repeat(warmup[0], count))
     regular_upto, regular_us_upto = regular_before + regular_sorted, regular_us_before + regular_us_sorted
     vocab_sorted = np.repeat(history.vocab_index[rows], count)
-    _advance(history, rows, first, order, n if advance is None else advance, ts_sorted, ia_sorted, dlc_sorted, words_sorted, regular_upto, regular_us_upto)
+    if advance is not None and advance < n:  # the history takes the warm-up of the advanced frames only
+        before_advance = order < advance
+        warmup = _warmup_totals(history, rows, first, (np.where(before_advance, parts[0], _ALL_BITS), parts[1] * before_advance, parts[2] * before_advance))
+    _advance(history, rows, first, order, n if advance is None else advance, ts_sorted, ia_sorted, dlc_sorted, words_sorted, regular_upto, regular_us_upto, warmup)
 
     def unsort(values: np.ndarray, dtype=np.float32) -> np.ndarray:
         out = np.empty(n, dtype)
@@ -200,6 +212,7 @@ def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None, his
         "entropy": payload_entropy(cap.payload, cap.dlc),
         "dt_next_ms": gap_ms(np.r_[np.diff(ts), 0.0]),
         "rate_violation": unsort(rate_sorted),
+        "stalled": unsort(stalled_sorted),
         # What overdue_ids reads, in ID order (``id_order``): each frame's frames, regular
         # transitions and their microseconds up to and including it, and the gaps that
         # began before the chunk (``_prior_gaps``).
@@ -239,16 +252,30 @@ def _prior_gaps(history: "IdHistory", known: int, rows: np.ndarray, first_positi
     }
 
 
-def _advance(history: "IdHistory", rows: np.ndarray, first: np.ndarray, order: np.ndarray, advance: int, ts_sorted: np.ndarray, ia_sorted: np.ndarray, dlc_sorted: np.ndarray, words_sorted: np.ndarray, regular_upto: np.ndarray, regular_us_upto: np.ndarray) -> None:
+def _warmup_totals(history: "IdHistory", rows: np.ndarray, first: np.ndarray, parts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per ID of the chunk (groups starting at ``first``), its warm-up state after the
+    history's and its frames' ``warmup_parts``: rolling bits, regular transitions, microseconds."""
+    if not len(first):
+        return history.rolling_bits[rows], history.warm_regular[rows], history.warm_regular_us[rows]
+    rolling, regular_part, regular_us_part = parts
+    return (
+        np.bitwise_and.reduceat(rolling, first) & history.rolling_bits[rows],
+        np.add.reduceat(regular_part, first) + history.warm_regular[rows],
+        np.add.reduceat(regular_us_part, first) + history.warm_regular_us[rows],
+    )
+
+
+def _advance(history: "IdHistory", rows: np.ndarray, first: np.ndarray, order: np.ndarray, advance: int, ts_sorted: np.ndarray, ia_sorted: np.ndarray, dlc_sorted: np.ndarray, words_sorted: np.ndarray, regular_upto: np.ndarray, regular_us_upto: np.ndarray, warmup: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     """Move ``history`` past the chunk's first ``advance`` frames: per ID, the frames among
-    them (a prefix of its frames in the chunk, as they are in time order) and its last one."""
+    them (a prefix of its frames in the chunk, as they are in time order), its last one, and
+    its warm-up over them (``warmup``, per ID of the chunk)."""
     if not len(first):
         return
     kept = np.add.reduceat((order < advance).astype(np.int64), first)
     some = kept > 0
     rows, kept = rows[some], kept[some]
     last = first[some] + kept - 1
-    history.advance(rows, history.seen[rows] + kept, regular_upto[last], regular_us_upto[last], ts_sorted[last], ia_sorted[last], dlc_sorted[last], words_sorted[last])
+    history.advance(rows, history.seen[rows] + kept, regular_upto[last], regular_us_upto[last], tuple(part[some] for part in warmup), ts_sorted[last], ia_sorted[last], dlc_sorted[last], words_sorted[last])
 
 
 def _before_in_group(values: np.ndarray, group_start: np.ndarray) -> np.ndarray:

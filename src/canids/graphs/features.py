@@ -11,6 +11,7 @@ NODE_FEATURES = [
     "payload_entropy",
     "byte_std",
     "new_id_share",
+    "stalled_share",
 ]
 EDGE_FEATURES = ["log_count", "log_dt_mean_ms", "log_dt_std_ms", "self_loop"]
-GRAPH_FEATURES = ["max_count_share", "fast_repeat_share", "ia_jitter", "new_id_share", "rate_violation_share", "overdue_ids"]
+GRAPH_FEATURES = ["max_count_share", "fast_repeat_share", "ia_jitter", "new_id_share", "rate_violation_share", "overdue_ids", "stalled_share"]

@@ -30,7 +30,7 @@ _FAST_IA_S = 2e-3
 _JITTER_CLIP = 6.0
 
 #: The per-frame columns whose per-node reductions ``node_features`` takes, in this order.
-NODE_FRAME_COLUMNS = ("log_ia", "jitter", "changed", "byte_change", "entropy", "new_id")
+NODE_FRAME_COLUMNS = ("log_ia", "jitter", "changed", "byte_change", "entropy", "new_id", "stalled")
 #: A transition is regular when its inter-arrival is within e^0.2 (22 %) of the previous
 #: one; an ID is periodic once it has ``_PERIODIC_MIN_FRAMES`` frames and at least 4 in 5 of
 #: its transitions that had a predecessor were regular. Its period is the mean of its regular
@@ -47,20 +47,33 @@ _RATE_VIOLATION_PERCENT = 65
 #: reports up to ``_OVERDUE_CLIP`` of them.
 _OVERDUE_PERIODS, _OVERDUE_CLIP = 4, 4.0
 
+#: An ID's first transitions in a capture are its warm-up, which says what the ID normally
+#: does: its period is the mean of the regular ones among its first ``_PERIOD_WARMUP``, its
+#: rolling bits are those that changed on each of its first ``_ROLLING_WARMUP`` (a rolling
+#: counter's lowest bit; a random bit survives 12 transitions once in 4,096). Learnt once and
+#: then fixed, so an impostor that keeps sending cannot teach the ID its own behaviour: a
+#: running mean of the period drifted towards an untimed masquerader's faster one until its
+#: frames stopped breaking the rate (a quarter of them were caught), and a running share of
+#: changed payloads would learn a frozen counter alike.
+_PERIOD_WARMUP, _ROLLING_WARMUP = 16, 12
+_ALL_BITS = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+
 #: The per-frame columns whose window means ``graph_features`` takes, in this order.
-GRAPH_FRAME_COLUMNS = ("fast", "jitter", "new_id", "rate_violation")
+GRAPH_FRAME_COLUMNS = ("fast", "jitter", "new_id", "rate_violation", "stalled")
 
 _LOG_IA_SCALE = _LOG_IA_MAX - _LOG_IA_MIN
 #: A node's NODE_FRAME_COLUMNS means become features as (mean - offset) / scale (float64; an
 #: offset 0 / scale 1 leaves a mean's bits as they are) ...
-_MEAN_OFFSET = np.array([_NEUTRAL_LOG_IA, 0, 0, 0, 0, 0], np.float64)[:, None]
-_MEAN_SCALE = np.array([_LOG_IA_SCALE, _JITTER_CLIP, 1, 1, 3, 1], np.float64)[:, None]
+_MEAN_OFFSET = np.array([_NEUTRAL_LOG_IA, 0, 0, 0, 0, 0, 0], np.float64)[:, None]
+_MEAN_SCALE = np.array([_LOG_IA_SCALE, _JITTER_CLIP, 1, 1, 3, 1, 1], np.float64)[:, None]
 #: ... and its log_ia min, log_ia max and jitter max likewise, in float32 (their dtype).
 _EXTREME_OFFSET = np.array([_NEUTRAL_LOG_IA, _NEUTRAL_LOG_IA, 0], np.float32)[:, None]
 _EXTREME_SCALE = np.array([_LOG_IA_SCALE, _LOG_IA_SCALE, _JITTER_CLIP], np.float32)[:, None]
 #: Where the means, the extremes and the byte spread go among ``x``'s columns (NODE_FEATURES).
-_X_MEAN_COLUMNS, _X_EXTREME_COLUMNS, _X_BYTE_STD_COLUMN = np.array([0, 3, 5, 6, 7, 9]), np.array([1, 2, 4]), 8
-_U_SCALE = np.array([1.0, _JITTER_CLIP, 1.0, 1.0], np.float32)
+_X_MEAN_COLUMNS, _X_EXTREME_COLUMNS, _X_BYTE_STD_COLUMN = np.array([0, 3, 5, 6, 7, 9, 10]), np.array([1, 2, 4]), 8
+#: Scales of the window means of GRAPH_FRAME_COLUMNS, and where they go among ``u``'s columns.
+_U_SCALE = np.array([1.0, _JITTER_CLIP, 1.0, 1.0, 1.0], np.float32)
+_U_MEAN_COLUMNS = np.array([1, 2, 3, 4, 6])
 #: Up to this many frames, ``_node_sums`` sums everything with one bincount (a live window).
 _ONE_BINCOUNT_MAX_FRAMES = 4096
 #: Longest segment whose byte sums fit a 16-bit lane (257 * 255 < 2**16).
@@ -137,16 +150,44 @@ def periodic(frames: np.ndarray, regular_count: np.ndarray) -> np.ndarray:
     return (frames >= _PERIODIC_MIN_FRAMES) & (5 * regular_count >= 4 * (frames - 2))
 
 
-def rate_violation(ia_us: np.ndarray, n_before: np.ndarray, regular_before: np.ndarray, regular_us_before: np.ndarray) -> np.ndarray:
-    """Whether a frame of a periodic ID comes sooner than ``_RATE_VIOLATION_PERCENT`` of its
-    period, judged on the ID's earlier frames: ``n_before`` of them, ``regular_before``
-    regular transitions lasting ``regular_us_before`` microseconds in all.
+def warmup_parts(n_before: np.ndarray, diff_words: np.ndarray, is_regular: np.ndarray, regular_us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each frame's share in its ID's warm-up state, given the frames of its ID before it
+    (``n_before``), its payload word XOR the previous one's, whether its transition is
+    ``regular`` (int64) and its microseconds where regular (else 0): ``(diff word, or all
+    bits where the transition is not among the first _ROLLING_WARMUP, regular, regular
+    microseconds (both 0 past the first _PERIOD_WARMUP transitions))``. An ID's rolling bits
+    are the AND of the first, its warm-up period the sums of the others."""
+    rolling = np.where((n_before >= 1) & (n_before <= _ROLLING_WARMUP), diff_words, _ALL_BITS)
+    in_period = n_before <= _PERIOD_WARMUP  # (no transition before the second frame is regular)
+    return rolling, is_regular * in_period, regular_us * in_period
 
-    An impostor that takes over an ID at its own steady, faster rate (untimed masquerade)
-    has no jitter, which the jitter features look for; against the ID's own past it breaks
-    the rate on any vehicle, whatever its periods. Zero on a healthy bus. Integers only.
+
+def rate_violation(ia_us: np.ndarray, n_before: np.ndarray, warm_regular: np.ndarray, warm_regular_us: np.ndarray) -> np.ndarray:
+    """Whether a frame comes sooner than ``_RATE_VIOLATION_PERCENT`` of its ID's warm-up
+    period: the ID had ``n_before`` frames before it, past its warm-up, and at least 4 in 5
+    of its warm-up transitions were regular (``warm_regular`` of them, lasting
+    ``warm_regular_us`` microseconds).
+
+    An impostor that takes over an ID at its own steady, faster rate (untimed masquerade),
+    a second sender of the ID (spoofing, a faulty ECU) and a flood of it all break the rate
+    the ID kept while the capture began, on any vehicle, whatever its periods. Zero on a
+    healthy bus. Integers only.
     """
-    return periodic(n_before, regular_before) & (100 * ia_us * regular_before < _RATE_VIOLATION_PERCENT * regular_us_before)
+    periodic_start = (n_before > _PERIOD_WARMUP) & (5 * warm_regular >= 4 * (_PERIOD_WARMUP - 1))
+    return periodic_start & (100 * ia_us * warm_regular < _RATE_VIOLATION_PERCENT * warm_regular_us)
+
+
+def stalled(diff_words: np.ndarray, dlc_changed: np.ndarray, n_before: np.ndarray, rolling_bits: np.ndarray) -> np.ndarray:
+    """Whether a frame past its ID's warm-up (``n_before`` frames before it) leaves every
+    one of the ID's ``rolling_bits`` unchanged (``diff_words``: its payload XOR the previous
+    one's; a DLC change says nothing).
+
+    A rolling counter's lowest bit changes on every frame of its ID on any vehicle; a
+    masquerader that replays a payload or freezes the counter stops it. Only all rolling
+    bits at once count: a sum checksum that mirrors the counter while the signals rest also
+    changes on every warm-up transition, and misses single frames when they move.
+    """
+    return (n_before > _ROLLING_WARMUP) & ~dlc_changed & (rolling_bits != 0) & ((rolling_bits & diff_words) == 0)
 
 
 def overdue(frames: np.ndarray, regular_count: np.ndarray, regular_us: np.ndarray, last_ts: np.ndarray, t_end: np.ndarray | float) -> np.ndarray:
@@ -183,7 +224,7 @@ def gap_ms(dt: np.ndarray) -> np.ndarray:
 
 
 def node_features(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.ndarray, starts: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """Node features ``x`` [nodes, 10] float32 from the frames grouped by node:
+    """Node features ``x`` [nodes, 11] float32 from the frames grouped by node:
     ``frame_columns`` [``NODE_FRAME_COLUMNS``, frames] float32 and payloads [frames, 8]
     uint8, each frame's node ``node_of`` (non-decreasing), a node's frames contiguous from
     ``starts[i]``, ``count[i]`` of them (int64).
@@ -293,17 +334,17 @@ def edge_features(e_src: np.ndarray, e_dst: np.ndarray, e_count: np.ndarray, dt_
 
 
 def graph_features(max_share: np.ndarray, per_frame: np.ndarray, n_overdue: np.ndarray) -> np.ndarray:
-    """Window features ``u`` [windows, 6] from the largest node's share of the frames, the
-    window's ``GRAPH_FRAME_COLUMNS`` values per frame [windows, 4, size] float32 in frame
+    """Window features ``u`` [windows, 7] from the largest node's share of the frames, the
+    window's ``GRAPH_FRAME_COLUMNS`` values per frame [windows, 5, size] float32 in frame
     order, and how many IDs are ``overdue`` at its last frame."""
     # Window features are violations only: bus load, payload entropy or byte activity of a
     # normal window are properties of the vehicle (they moved a Spark's normal windows 100x
     # in VGAE error), while fast repeats, timing jitter and new IDs are zero on any
-    # healthy bus, as are rate violations and overdue periodic IDs.
+    # healthy bus, as are rate violations, overdue periodic IDs and stalled rolling bits.
     means = _mean_last_axis(per_frame)
     u = np.empty((len(per_frame), len(GRAPH_FEATURES)), np.float32)
     u[:, 0] = max_share
-    np.true_divide(means, _U_SCALE, out=u[:, 1:5])
+    u[:, _U_MEAN_COLUMNS] = np.true_divide(means, _U_SCALE)
     u[:, 5] = np.minimum(n_overdue, _OVERDUE_CLIP) / _OVERDUE_CLIP
     return u
 

@@ -3,7 +3,8 @@
 Every per-frame feature compares a frame with the previous one or two frames of the same
 CAN ID, or with that ID's history in the capture, so one row per ID holding its last
 timestamp and inter-arrival, how many frames (and regular transitions, and their total
-duration) it has had, last DLC and last payload (as one uint64 word) is the whole past the
+duration) it has had, last DLC and last payload (as one uint64 word), and what its warm-up
+showed (``formulas._PERIOD_WARMUP``: its rolling bits and period) is the whole past the
 features need (and, at a window's end, which IDs are overdue). Rows live in dense arrays: a
 window reads and writes the rows of its IDs with one gather / scatter per column, where a
 dict of per-frame tuples cost a Python loop over every frame.
@@ -16,7 +17,7 @@ from functools import cache
 import numpy as np
 
 from canids.graphs.build import _entropy_rows
-from canids.graphs.formulas import _OVERDUE_PERIODS, can_be_late, inter_arrival, overdue, payload_words, recent
+from canids.graphs.formulas import _ALL_BITS, _OVERDUE_PERIODS, can_be_late, inter_arrival, overdue, payload_words, recent
 from canids.graphs.vocab import Vocabulary
 
 #: IDs below this find their row in a direct table (11-bit standard IDs, and extended IDs up
@@ -41,7 +42,7 @@ class IdHistory:
 
     def _allocate(self, capacity: int) -> None:
         """(Re)size the row arrays; rows past ``n_rows`` are unused."""
-        old = {name: getattr(self, name) for name in ("last_ts", "last_ia", "seen", "regular", "regular_us", "pace", "last_dlc", "last_word", "vocab_index")} if self.n_rows else {}
+        old = {name: getattr(self, name) for name in ("last_ts", "last_ia", "seen", "regular", "regular_us", "pace", "last_dlc", "last_word", "vocab_index", "rolling_bits", "warm_regular", "warm_regular_us")} if self.n_rows else {}
         # One 1-D array per column: a window gathers and scatters each with NumPy's fast
         # 1-D indexing (~0.1 us), where a 2-D row gather or scatter costs ten times that.
         self.last_ts = np.zeros(capacity, np.float64)
@@ -61,6 +62,12 @@ class IdHistory:
         self.last_word = np.zeros(capacity, np.uint64)
         #: The ID's vocabulary index, looked up once per ID rather than once per frame.
         self.vocab_index = np.zeros(capacity, np.int64)
+        #: Its warm-up so far (``formulas.warmup_parts``): the AND of its first transitions'
+        #: payload changes (all bits before any), and its regular transitions among the
+        #: first ones and their microseconds.
+        self.rolling_bits = np.zeros(capacity, np.uint64)
+        self.warm_regular = np.zeros(capacity, np.int64)
+        self.warm_regular_us = np.zeros(capacity, np.int64)
         for name, values in old.items():
             getattr(self, name)[: self.n_rows] = values[: self.n_rows]
 
@@ -94,9 +101,11 @@ class IdHistory:
             self._row_of_big_id.update(zip(ids[new][~in_table[new]].tolist(), rows[new][~in_table[new]].tolist()))
         return rows
 
-    def advance(self, rows: np.ndarray, seen: np.ndarray, regular: np.ndarray, regular_us: np.ndarray, last_ts: np.ndarray, last_ia: np.ndarray, last_dlc: np.ndarray, last_word: np.ndarray) -> None:
+    def advance(self, rows: np.ndarray, seen: np.ndarray, regular: np.ndarray, regular_us: np.ndarray, warmup: tuple[np.ndarray, np.ndarray, np.ndarray], last_ts: np.ndarray, last_ia: np.ndarray, last_dlc: np.ndarray, last_word: np.ndarray) -> None:
         """Record a window: per row, its totals after it (frames, regular transitions and
-        their microseconds) and its last frame's values."""
+        their microseconds, its warm-up: rolling bits, regular transitions, their
+        microseconds) and its last frame's values."""
+        self.rolling_bits[rows], self.warm_regular[rows], self.warm_regular_us[rows] = warmup
         self.seen[rows] = seen
         self.regular[rows] = regular
         self.regular_us[rows] = regular_us
@@ -156,6 +165,7 @@ class IdHistory:
             self._allocate(2 * (rows[-1] + 1))
         self.n_rows += len(ids)
         self.last_ia[rows] = inter_arrival(np.zeros(len(ids)))
+        self.rolling_bits[rows] = _ALL_BITS
         self.vocab_index[rows] = self.vocab.index(ids.astype(np.int64))
         return rows
 

@@ -28,16 +28,22 @@ from canids.graphs.formulas import (
     node_features,
     payload_change,
     payload_words,
+    _PERIOD_WARMUP,
+    _ROLLING_WARMUP,
     rate_violation,
     regular,
+    stalled,
     timing_features,
+    warmup_parts,
 )
 from canids.graphs.stream_state import IdHistory, payload_entropy_lookup
 
 
 # The rows _frame_features writes, by position.
-assert NODE_FRAME_COLUMNS == ("log_ia", "jitter", "changed", "byte_change", "entropy", "new_id"), NODE_FRAME_COLUMNS
-assert GRAPH_FRAME_COLUMNS == ("fast", "jitter", "new_id", "rate_violation"), GRAPH_FRAME_COLUMNS
+assert NODE_FRAME_COLUMNS == ("log_ia", "jitter", "changed", "byte_change", "entropy", "new_id", "stalled"), NODE_FRAME_COLUMNS
+assert GRAPH_FRAME_COLUMNS == ("fast", "jitter", "new_id", "rate_violation", "stalled"), GRAPH_FRAME_COLUMNS
+#: Past this many frames, every ID of a window is past its warm-up (``formulas.warmup_parts``).
+_WARMUP_FRAMES = max(_PERIOD_WARMUP, _ROLLING_WARMUP)
 
 
 def window_graph(history: IdHistory, t0: float, timestamp: np.ndarray, can_id: np.ndarray, dlc: np.ndarray, payload: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -79,9 +85,9 @@ def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, la
     """Per-frame features of the window's frames grouped by ID (group ``i`` runs from
     ``starts[i]`` to ``last[i]``, ``node`` is each frame's group, ``rows`` its ID's history
     row, ``words`` are the payloads as ``payload_words``): ``NODE_FRAME_COLUMNS`` [6, n] in
-    grouped order, ``GRAPH_FRAME_COLUMNS`` [1, 4, n] for ``graph_features``, the frames'
-    inter-arrivals, and per group its ID's regular transitions and their microseconds after
-    the window.
+    grouped order, ``GRAPH_FRAME_COLUMNS`` [1, 5, n] for ``graph_features``, the frames'
+    inter-arrivals, and per group its ID's regular transitions and their microseconds and
+    its warm-up (rolling bits, regular transitions, microseconds) after the window.
 
     A frame's predecessor of the same ID is the frame before it in its group, or for the
     group's first frame the ID's history row: the same predecessor ``frame_features`` finds
@@ -92,21 +98,27 @@ def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, la
     shift = position - 1  # each frame's predecessor in the window (for _previous)
     # The frames of its ID before each frame (the history's, then the window's own): whether
     # it had one and two is has_prev and has_prev2.
-    n_before = (history.seen[rows] - starts)[node]
+    seen = history.seen[rows]
+    n_before = (seen - starts)[node]
     n_before += position
     has_prev, has_prev2 = n_before > 0, n_before > 1
     ia = inter_arrival(ts - _previous(ts, shift, starts, history.last_ts[rows]))
     log_ia, jitter, fast, new_id = timing_features(ia, _previous(ia, shift, starts, history.last_ia[rows]), has_prev, has_prev2, ts - t0)
     diff_words = words ^ _previous(words, shift, starts, history.last_word[rows])
-    changed, byte_change = payload_change(diff_words, dlc != _previous(dlc, shift, starts, history.last_dlc[rows]), dlc, has_prev)
+    dlc_changed = dlc != _previous(dlc, shift, starts, history.last_dlc[rows])
+    changed, byte_change = payload_change(diff_words, dlc_changed, dlc, has_prev)
     # Its regular transitions, and their microseconds, before each frame: exact integers.
     ia_us = micros(ia)
     is_regular = regular(jitter, has_prev2).astype(np.int64)
     regular_us = ia_us * is_regular
     regular_before = _before(is_regular, starts, node, history.regular[rows])
     regular_us_before = _before(regular_us, starts, node, history.regular_us[rows])
-    violation = rate_violation(ia_us, n_before, regular_before, regular_us_before)
-    totals = (regular_before[last] + is_regular[last], regular_us_before[last] + regular_us[last])
+    warmup = (history.rolling_bits[rows], history.warm_regular[rows], history.warm_regular_us[rows])
+    if seen[seen.argmin()] <= _WARMUP_FRAMES:  # an ID still warming up (past the first seconds: none)
+        rolling, warm_regular, warm_regular_us = warmup_parts(n_before, diff_words, is_regular, regular_us)
+        warmup = (np.bitwise_and.reduceat(rolling, starts) & warmup[0], np.add.reduceat(warm_regular, starts) + warmup[1], np.add.reduceat(warm_regular_us, starts) + warmup[2])
+    violation = rate_violation(ia_us, n_before, warmup[1][node], warmup[2][node])
+    totals = (regular_before[last] + is_regular[last], regular_us_before[last] + regular_us[last], warmup)
     per_frame = np.empty((len(NODE_FRAME_COLUMNS), n), np.float32)  # rows in NODE_FRAME_COLUMNS order
     per_frame[0] = log_ia
     per_frame[1] = jitter
@@ -114,13 +126,16 @@ def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, la
     per_frame[3] = byte_change
     per_frame[4] = payload_entropy_lookup(payload, dlc)
     per_frame[5] = new_id
-    # graph_features takes these in frame order, for its means to add alike. fast and new_id
-    # are 0 or 1, so any order adds them exactly: only jitter needs putting back.
+    per_frame[6] = stalled(diff_words, dlc_changed, n_before, warmup[0][node])
+    # graph_features takes these in frame order, for its means to add alike. fast, new_id,
+    # violation and stalled are 0 or 1, so any order adds them exactly: only jitter needs
+    # putting back.
     graph_frame = np.empty((1, len(GRAPH_FRAME_COLUMNS), n), np.float32)  # GRAPH_FRAME_COLUMNS order
     graph_frame[0, 0] = fast
     graph_frame[0, 1, order] = jitter
     graph_frame[0, 2] = new_id
     graph_frame[0, 3] = violation
+    graph_frame[0, 4] = per_frame[6]
     return per_frame, graph_frame, ia, totals
 
 
