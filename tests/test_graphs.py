@@ -186,14 +186,14 @@ def _reference_history_violations(cap: Capture) -> tuple[np.ndarray, list[dict]]
 
 def _reference_stalled(cap: Capture) -> np.ndarray:
     """Per frame, whether it left unchanged every bit that changed on each of its ID's first
-    12 transitions (a DLC change: no), walking the frames with a dict of per-ID state."""
+    32 transitions (a DLC change: no), walking the frames with a dict of per-ID state."""
     stalled, history = np.zeros(len(cap)), {}
     for i, can_id in enumerate(cap.can_id.tolist()):
         word, dlc = int.from_bytes(cap.payload[i].tobytes(), "little"), int(cap.dlc[i])
         h = history.setdefault(can_id, {"frames": 0, "rolling": (1 << 64) - 1})
         if h["frames"]:
             diff = word ^ h["word"]
-            if h["frames"] <= 12:
+            if h["frames"] <= 32:
                 h["rolling"] &= diff
             else:
                 stalled[i] = dlc == h["dlc"] and h["rolling"] != 0 and h["rolling"] & diff == 0

@@ -50,12 +50,14 @@ _OVERDUE_PERIODS, _OVERDUE_CLIP = 4, 4.0
 #: An ID's first transitions in a capture are its warm-up, which says what the ID normally
 #: does: its period is the mean of the regular ones among its first ``_PERIOD_WARMUP``, its
 #: rolling bits are those that changed on each of its first ``_ROLLING_WARMUP`` (a rolling
-#: counter's lowest bit; a random bit survives 12 transitions once in 4,096). Learnt once and
-#: then fixed, so an impostor that keeps sending cannot teach the ID its own behaviour: a
-#: running mean of the period drifted towards an untimed masquerader's faster one until its
-#: frames stopped breaking the rate (a quarter of them were caught), and a running share of
-#: changed payloads would learn a frozen counter alike.
-_PERIOD_WARMUP, _ROLLING_WARMUP = 16, 12
+#: counter's lowest bit). Learnt once and then fixed, so an impostor that keeps sending cannot
+#: teach the ID its own behaviour: a running mean of the period drifted towards an untimed
+#: masquerader's faster one until its frames stopped breaking the rate (a quarter of them were
+#: caught), and a running share of changed payloads would learn a frozen counter alike. 32
+#: transitions, not 12: a signal ramping by one step per frame looks like a counter for a
+#: dozen frames and then stops (up to 3 % of the frames of validation blocks, which start mid-
+#: capture, were flagged); a random bit survives 32 transitions once in 4 x 10^9.
+_PERIOD_WARMUP, _ROLLING_WARMUP = 16, 32
 _ALL_BITS = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 
 #: The per-frame columns whose window means ``graph_features`` takes, in this order.

@@ -19,20 +19,29 @@ DOS_INTERVAL_S = 0.0003
 FUZZ_INTERVAL_S = 0.0005
 
 
+#: Every capture begins with this much attack-free traffic (at most a tenth of it), as recordings
+#: of real attacks do: the features learn each ID's habits from its first frames in the capture
+#: (``graphs.formulas._ROLLING_WARMUP``), and nothing can tell an attack present from a
+#: capture's first frame from the ID's own behaviour.
+ATTACK_FREE_LEAD_S = 1.0
+
+
 def episodes(rng: np.random.Generator, seconds: float, total: float, n: int | None = None) -> np.ndarray:
     """``n`` non-overlapping (start, end) episodes summing to ``total`` seconds.
 
-    The capture is cut into ``n`` equal slots and each episode lies inside its own slot, so
-    episodes never overlap and there is always at least one.
+    After the attack-free lead (``ATTACK_FREE_LEAD_S``) the capture is cut into ``n`` equal
+    slots and each episode lies inside its own slot, so episodes never overlap and there is
+    always at least one.
     """
     n = n or int(np.clip(seconds // 5, 1, 4))
     total = min(total, 0.5 * seconds)
     w = rng.uniform(0.7, 1.3, n)
     lengths = total * w / w.sum()
-    slot = seconds / n
+    lead = min(ATTACK_FREE_LEAD_S, 0.1 * seconds)
+    slot = (seconds - lead) / n
     margin = 0.03 * slot
     lengths = np.minimum(lengths, slot - 2 * margin)
-    starts = np.arange(n) * slot + margin + rng.uniform(0, 1, n) * (slot - 2 * margin - lengths)
+    starts = lead + np.arange(n) * slot + margin + rng.uniform(0, 1, n) * (slot - 2 * margin - lengths)
     return _micros(np.stack([starts, starts + lengths], axis=1))
 
 

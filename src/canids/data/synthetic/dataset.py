@@ -28,7 +28,7 @@ from canids.data.synthetic.attacks import _ATTACKS
 from canids.data.synthetic.traffic import _Frames, _micros, legit_traffic
 from canids.data.synthetic.vehicles import Vehicle, _rng, make_fleet, vehicle_summary
 
-GENERATOR_VERSION = "1.2.0"  # 1.1: masquerade captures named timed/untimed; 1.2: onboarding captures
+GENERATOR_VERSION = "1.3.0"  # 1.1: masquerade captures named timed/untimed; 1.2: onboarding captures; 1.3: attack-free lead
 
 #: Attack-free captures of the unknown vehicle(s), for onboarding (``onboarding:`` in the catalog):
 #: not a split, so no stage trains or tests on them.
