@@ -56,7 +56,7 @@ def test_checkpoints_without_thresholds_decide_at_the_f1_optimal_point():
     assert DecisionThresholds.from_payload({"decision_thresholds": t.to_dict()}) == t
 
 
-def test_a_quiet_validation_attack_cannot_pull_the_vgae_threshold_into_normal_traffic():
+def test_the_vgae_threshold_comes_from_normal_traffic_whatever_the_validation_attacks():
     from canids.stages.autoencoder import NORMAL_QUANTILE, TRANSFER_MARGIN, choose_threshold
 
     rng = np.random.default_rng(0)
@@ -72,10 +72,10 @@ def test_a_quiet_validation_attack_cannot_pull_the_vgae_threshold_into_normal_tr
     assert tau == floor  # the F1-optimal threshold would sit among the quiet attack's scores
     shifted = normal * np.exp(0.1)  # the same traffic, one spread higher: another vehicle
     assert (shifted >= tau).mean() < 0.005 and (loud >= tau).all()
-    # a loud attack alone: the F1-optimal threshold (the gap's middle) is above the floor and stays
+    # a loud attack alone does not raise it (the F1-optimal gap's middle would sit far above)
     only_loud = np.r_[normal, loud]
     tau_loud = choose_threshold(only_loud, np.r_[np.zeros(len(normal)), np.ones(len(loud))].astype(int))
-    assert tau_loud > floor and tau_loud == np.sqrt(loud.min() * normal.max())
+    assert tau_loud == floor < np.sqrt(loud.min() * normal.max()) / 2
     # no attack in validation: the floor
     assert choose_threshold(normal, np.zeros(len(normal), int)) == floor
 

@@ -134,8 +134,9 @@ def fused_score(alpha: Any, p_gat: Any, p_vgae: Any) -> Any:
     return alpha * p_gat + (1.0 - alpha) * p_vgae
 
 
-#: The decision threshold on every probability-like output at its F1-optimal point: the VGAE's
-#: calibration puts its validation-F1-optimal threshold at 0.5, the GAT's argmax is 0.5 and the
+#: The decision threshold on every probability-like output at its own point: the VGAE's
+#: calibration puts its threshold (``autoencoder.choose_threshold``: from normal traffic) at
+#: 0.5, the GAT's validation-F1-optimal argmax is 0.5 and the
 #: fused score is their weighted mean. A false-alarm budget (``canids.stages.thresholds``) only
 #: ever raises a threshold above it.
 F1_OPTIMAL = 0.5
