@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from canids.stages.fusion_rule import F1_OPTIMAL, fused_decision, fused_score
@@ -127,3 +128,19 @@ def test_the_fusion_is_ranked_by_the_score_it_decides_with():
     from canids.stages.metrics import binary_metrics
 
     assert binary_metrics(y, fused >= 0.5, fused)["auroc"] < 0.95  # what the fused score alone reported
+
+
+def test_the_vgae_learns_from_every_normal_window_except_those_next_to_an_attack():
+    from types import SimpleNamespace
+
+    from canids.stages.autoencoder import attack_free_index
+
+    # two captures, their windows out of order in the set: an attack window in each
+    capture = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 0, 1])
+    t_start = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 0.0, 1.0, 2.0, 5.0, 3.0])
+    y = torch.tensor([0, 0, 1, 0, 0, 1, 0, 0, 0, 0])
+    index = attack_free_index(SimpleNamespace(y=y, capture=capture, t_start=t_start))
+    # capture 0 in time: windows 0 1 [2] 3 4 8 -> 1 and 3 are next to the attack; capture 1: [5] 6 7 9 -> 6 is
+    assert index.tolist() == [0, 4, 7, 8, 9]
+    with pytest.raises(ValueError, match="no normal training windows"):
+        attack_free_index(SimpleNamespace(y=torch.ones(2, dtype=torch.long), capture=torch.zeros(2, dtype=torch.long), t_start=torch.arange(2.0)))
