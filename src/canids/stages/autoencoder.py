@@ -152,8 +152,9 @@ def choose_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     - loud ones pushed it up: with the warm-up features the known attacks score decades above
       normal, the middle of the F1-optimal gap sat at 3.3x the floor, and half of synthetic
       test_06's timed-masquerade windows (AUROC 0.9985) stayed under it (F1 0.66, 0.98 at the
-      floor). Offline on all twelve runs of the four datasets the floor was as good or better
-      on every test split.
+      floor). Offline, on the nine runs of the real datasets (hcrl_sa, set_01, set_02; teacher
+      and both students) before these features, the floor alone was as good or better on
+      every test split.
     """
     normal = scores[labels == 0]
     if len(normal) == 0:
