@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from canids.graphs.formulas import (
+    _PERIOD_WARMUP,
+    _ROLLING_WARMUP,
     GRAPH_FRAME_COLUMNS,
     NODE_FRAME_COLUMNS,
     edge_features,
@@ -28,8 +30,6 @@ from canids.graphs.formulas import (
     node_features,
     payload_change,
     payload_words,
-    _PERIOD_WARMUP,
-    _ROLLING_WARMUP,
     rate_violation,
     regular,
     stalled,
@@ -84,7 +84,7 @@ def window_graph(history: IdHistory, t0: float, timestamp: np.ndarray, can_id: n
 def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, last: np.ndarray, node: np.ndarray, order: np.ndarray, ts: np.ndarray, dlc: np.ndarray, payload: np.ndarray, words: np.ndarray, t0: float) -> tuple[np.ndarray, ...]:
     """Per-frame features of the window's frames grouped by ID (group ``i`` runs from
     ``starts[i]`` to ``last[i]``, ``node`` is each frame's group, ``rows`` its ID's history
-    row, ``words`` are the payloads as ``payload_words``): ``NODE_FRAME_COLUMNS`` [6, n] in
+    row, ``words`` are the payloads as ``payload_words``): ``NODE_FRAME_COLUMNS`` [7, n] in
     grouped order, ``GRAPH_FRAME_COLUMNS`` [1, 5, n] for ``graph_features``, the frames'
     inter-arrivals, and per group its ID's regular transitions and their microseconds and
     its warm-up (rolling bits, regular transitions, microseconds) after the window.
