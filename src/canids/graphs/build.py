@@ -185,14 +185,14 @@ def frame_features(cap: Capture, vocab: Vocabulary, t0: float | None = None, his
     # Every frame that reads the warm-up comes after all of its ID's warm-up frames: the
     # ID's warm-up over the whole chunk is the one it reads.
     parts = warmup_parts(n_before, diff_words, regular_int, regular_us_sorted)
-    warmup = _warmup_totals(history, rows, first, parts)
+    warmup = history.warmup_after(rows, first, parts)
     rate_sorted = rate_violation(ia_us_sorted, n_before, np.repeat(warmup[1], count), np.repeat(warmup[2], count))
     stalled_sorted = stalled(diff_words, dlc_changed, n_before, np.repeat(warmup[0], count))
     regular_upto, regular_us_upto = regular_before + regular_sorted, regular_us_before + regular_us_sorted
     vocab_sorted = np.repeat(history.vocab_index[rows], count)
     if advance is not None and advance < n:  # the history takes the warm-up of the advanced frames only
         before_advance = order < advance
-        warmup = _warmup_totals(history, rows, first, (np.where(before_advance, parts[0], _ALL_BITS), parts[1] * before_advance, parts[2] * before_advance))
+        warmup = history.warmup_after(rows, first, (np.where(before_advance, parts[0], _ALL_BITS), parts[1] * before_advance, parts[2] * before_advance))
     _advance(history, rows, first, order, n if advance is None else advance, ts_sorted, ia_sorted, dlc_sorted, words_sorted, regular_upto, regular_us_upto, warmup)
 
     def unsort(values: np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -250,19 +250,6 @@ def _prior_gaps(history: "IdHistory", known: int, rows: np.ndarray, first_positi
         "prior_last_ts": history.last_ts[seen],
         "prior_next": next_position[seen],
     }
-
-
-def _warmup_totals(history: "IdHistory", rows: np.ndarray, first: np.ndarray, parts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per ID of the chunk (groups starting at ``first``), its warm-up state after the
-    history's and its frames' ``warmup_parts``: rolling bits, regular transitions, microseconds."""
-    if not len(first):
-        return history.rolling_bits[rows], history.warm_regular[rows], history.warm_regular_us[rows]
-    rolling, regular_part, regular_us_part = parts
-    return (
-        np.bitwise_and.reduceat(rolling, first) & history.rolling_bits[rows],
-        np.add.reduceat(regular_part, first) + history.warm_regular[rows],
-        np.add.reduceat(regular_us_part, first) + history.warm_regular_us[rows],
-    )
 
 
 def _advance(history: "IdHistory", rows: np.ndarray, first: np.ndarray, order: np.ndarray, advance: int, ts_sorted: np.ndarray, ia_sorted: np.ndarray, dlc_sorted: np.ndarray, words_sorted: np.ndarray, regular_upto: np.ndarray, regular_us_upto: np.ndarray, warmup: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:

@@ -39,7 +39,7 @@ NODE_FRAME_COLUMNS = ("log_ia", "jitter", "changed", "byte_change", "entropy", "
 #: (the transitions around a gap are not regular). Event-driven IDs and the IDs a fuzzer
 #: makes up are not periodic; real periodic ones are.
 _REGULAR_JITTER, _PERIODIC_MIN_FRAMES = 0.2, 10
-#: A periodic ID's frame arriving within 65 % of its period (100 * ia < 65 * period) breaks its rate.
+#: A frame arriving within 65 % of its ID's warm-up period (100 * ia < 65 * period) breaks its rate.
 _RATE_VIOLATION_PERCENT = 65
 #: A periodic ID with a period of at least ``_FAST_IA_S`` (not a flood) and no frame for
 #: ``_OVERDUE_PERIODS`` periods is overdue, until it has been silent for ``_STALE_ID_S``

@@ -115,6 +115,19 @@ class IdHistory:
         self.last_dlc[rows] = last_dlc
         self.last_word[rows] = last_word
 
+    def warmup_after(self, rows: np.ndarray, starts: np.ndarray, parts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row, its warm-up (rolling bits, regular transitions, their microseconds) after
+        its frames' ``formulas.warmup_parts``, which are grouped by row, group ``i`` (row
+        ``rows[i]``) from ``starts[i]``; nothing is recorded (``advance`` does)."""
+        if not len(starts):
+            return self.rolling_bits[rows], self.warm_regular[rows], self.warm_regular_us[rows]
+        rolling, regular, regular_us = parts
+        return (
+            np.bitwise_and.reduceat(rolling, starts) & self.rolling_bits[rows],
+            np.add.reduceat(regular, starts) + self.warm_regular[rows],
+            np.add.reduceat(regular_us, starts) + self.warm_regular_us[rows],
+        )
+
     def n_overdue(self, t_end: float) -> int:
         """How many IDs seen so far are ``formulas.overdue`` at ``t_end``.
 

@@ -113,10 +113,10 @@ def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, la
     regular_us = ia_us * is_regular
     regular_before = _before(is_regular, starts, node, history.regular[rows])
     regular_us_before = _before(regular_us, starts, node, history.regular_us[rows])
-    warmup = (history.rolling_bits[rows], history.warm_regular[rows], history.warm_regular_us[rows])
     if seen[seen.argmin()] <= _WARMUP_FRAMES:  # an ID still warming up (past the first seconds: none)
-        rolling, warm_regular, warm_regular_us = warmup_parts(n_before, diff_words, is_regular, regular_us)
-        warmup = (np.bitwise_and.reduceat(rolling, starts) & warmup[0], np.add.reduceat(warm_regular, starts) + warmup[1], np.add.reduceat(warm_regular_us, starts) + warmup[2])
+        warmup = history.warmup_after(rows, starts, warmup_parts(n_before, diff_words, is_regular, regular_us))
+    else:
+        warmup = (history.rolling_bits[rows], history.warm_regular[rows], history.warm_regular_us[rows])
     violation = rate_violation(ia_us, n_before, warmup[1][node], warmup[2][node])
     totals = (regular_before[last] + is_regular[last], regular_us_before[last] + regular_us[last], warmup)
     per_frame = np.empty((len(NODE_FRAME_COLUMNS), n), np.float32)  # rows in NODE_FRAME_COLUMNS order
