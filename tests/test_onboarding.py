@@ -90,6 +90,25 @@ def test_a_vgae_surer_than_on_any_normal_window_is_never_outvoted():
     assert DecisionThresholds.f1_optimal().vgae_alone == NEVER  # F1-optimal decisions: the fused score alone
 
 
+def test_an_onboarded_vehicle_gets_the_training_vehicles_threshold_rule_not_a_wider_one():
+    """The vehicle's threshold comes from its attack-free scores by ``transfer_floor``, the rule of
+    the training vehicle's: it leaves at least NORMAL_QUANTILE of them below it, and an attack that
+    scores 2.5x the onboarding maximum is flagged. The earlier rule (the budget score, about the
+    maximum, times three standard deviations of the log scores: 3.3x here) let it through."""
+    import torch
+
+    from canids.stages.autoencoder import NORMAL_QUANTILE, transfer_floor
+    from canids.stages.onboarding import vehicle_threshold
+
+    normal = np.exp(np.random.default_rng(0).normal(0.0, 0.4, 2000))
+    calibration = vehicle_threshold(normal)
+    assert calibration.threshold == pytest.approx(transfer_floor(normal))
+    assert (normal >= calibration.threshold).mean() <= 1 - NORMAL_QUANTILE
+    attack = torch.tensor([2.5 * normal.max()], dtype=torch.float64)
+    assert float(calibration.probability(attack)[0]) > 0.5
+    assert normal.max() * np.exp(3 * np.std(np.log(normal))) > attack.item()  # what the old rule would have needed
+
+
 def test_onboarding_recalibrates_beside_the_zero_shot_results(tiny_run):
     root = tiny_run / "experiment_runs" / "synthetic"
     calibration = load_json(root / "teacher" / "onboarding" / "calibration.json")
