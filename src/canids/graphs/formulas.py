@@ -86,9 +86,28 @@ _USED_BYTES_TOP_BITS = np.array([0x8080808080808080 & ((1 << (8 * min(max(dlc, 1
 _LOW_7_BITS = np.uint64(0x7F7F7F7F7F7F7F7F)
 
 
+def _operand(value: float, dtype: type = np.float64) -> np.ndarray:
+    """``value`` as a 0-d array of ``dtype``, the dtype of the array it meets. A ufunc converts
+    a Python scalar operand on every call (~0.1 us, a third of a ufunc on a live window's
+    ~100 elements); a 0-d array of the other operand's dtype gives the same result without."""
+    return np.array(value, dtype)
+
+
+# The constants above as ufunc operands (``_operand``): float64 for times and the float64
+# features, int64 for frame and transition counts and microseconds.
+_F_MIN_IA, _F_WARMUP, _F_STALE_ID, _F_FAST_IA = (_operand(v) for v in (_MIN_IA_S, _WARMUP_S, _STALE_ID_S, _FAST_IA_S))
+_F_LOG_IA_MIN, _F_LOG_IA_MAX, _F_NEUTRAL_LOG_IA, _F_JITTER_CLIP = (_operand(v) for v in (_LOG_IA_MIN, _LOG_IA_MAX, _NEUTRAL_LOG_IA, _JITTER_CLIP))
+_F_REGULAR_JITTER, _F_ZERO, _F_ONE, _F_MICROS_PER_S, _F_MS_PER_S = (_operand(v) for v in (_REGULAR_JITTER, 0.0, 1.0, 1e6, 1e3))
+_I_PERIOD_WARMUP, _I_ROLLING_WARMUP = (_operand(v, np.int64) for v in (_PERIOD_WARMUP, _ROLLING_WARMUP))
+_I_FIVE, _I_PERIODIC_REGULAR, _I_PERCENT, _I_RATE_PERCENT = (_operand(v, np.int64) for v in (5, 4 * (_PERIOD_WARMUP - 1), 100, _RATE_VIOLATION_PERCENT))
+#: A DLC's least (1): uint8 like a capture's DLCs, so that a maximum keeps any DLC array's dtype.
+_U8_ONE = _operand(1, np.uint8)
+_U64_ZERO = _operand(0, np.uint64)
+
+
 def inter_arrival(dt: np.ndarray) -> np.ndarray:
     """Seconds since the previous frame of the same ID, floored (see ``_MIN_IA_S``)."""
-    return np.maximum(dt, _MIN_IA_S)
+    return np.maximum(dt, _F_MIN_IA)
 
 
 def timing_features(ia: np.ndarray, prev_ia: np.ndarray, has_prev: np.ndarray, has_prev2: np.ndarray, t_rel: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -98,12 +117,18 @@ def timing_features(ia: np.ndarray, prev_ia: np.ndarray, has_prev: np.ndarray, h
     False (``prev_ia`` where ``has_prev2`` is) are never used."""
     # First sighting of an ID: "new" unless the capture is still warming up (every ID is
     # new in a capture's first second, and that is not an attack).
-    warm = t_rel < _WARMUP_S
-    log_ia = np.minimum(np.maximum(np.log10(ia), _LOG_IA_MIN), _LOG_IA_MAX)
-    log_ia = np.where(has_prev, log_ia, np.where(warm, _NEUTRAL_LOG_IA, _LOG_IA_MAX))
-    new_id = np.where(has_prev, ia > _STALE_ID_S, ~warm)
-    jitter = np.minimum(np.where(has_prev2, np.abs(np.log(ia / prev_ia)), 0.0), _JITTER_CLIP)
-    return log_ia, jitter, has_prev & (ia < _FAST_IA_S), new_id
+    warm = t_rel < _F_WARMUP
+    log_ia = np.log10(ia)
+    np.maximum(log_ia, _F_LOG_IA_MIN, out=log_ia)
+    np.minimum(log_ia, _F_LOG_IA_MAX, out=log_ia)
+    log_ia = np.where(has_prev, log_ia, np.where(warm, _F_NEUTRAL_LOG_IA, _F_LOG_IA_MAX))
+    new_id = np.where(has_prev, ia > _F_STALE_ID, ~warm)
+    ratio = ia / prev_ia
+    jitter = np.log(ratio, out=ratio)
+    np.abs(jitter, out=jitter)
+    jitter = np.where(has_prev2, jitter, _F_ZERO)
+    np.minimum(jitter, _F_JITTER_CLIP, out=jitter)
+    return log_ia, jitter, has_prev & (ia < _F_FAST_IA), new_id
 
 
 def payload_words(payload: np.ndarray) -> np.ndarray:
@@ -117,9 +142,11 @@ def payload_change(diff_words: np.ndarray, dlc_changed: np.ndarray, dlc: np.ndar
     ID's previous one (``diff_words``) and whether its DLC changed: any difference, and the
     share of its used bytes that differ (1 on a DLC change)."""
     n_changed = _used_nonzero_bytes(diff_words, dlc)
-    byte_change = np.where(dlc_changed, 1.0, n_changed / np.maximum(dlc, 1))  # uint8 / uint8: float64
-    changed = (diff_words != 0) | dlc_changed
-    return changed & has_prev, np.where(has_prev, byte_change, 0.0)
+    byte_change = np.where(dlc_changed, _F_ONE, n_changed / np.maximum(dlc, _U8_ONE))  # uint8 / uint8: float64
+    changed = diff_words.astype(bool)
+    changed |= dlc_changed
+    changed &= has_prev
+    return changed, np.where(has_prev, byte_change, _F_ZERO)
 
 
 def _used_nonzero_bytes(words: np.ndarray, dlc: np.ndarray) -> np.ndarray:
@@ -139,12 +166,13 @@ def _used_nonzero_bytes(words: np.ndarray, dlc: np.ndarray) -> np.ndarray:
 
 def regular(jitter: np.ndarray, has_prev2: np.ndarray) -> np.ndarray:
     """Whether a frame's transition is regular (``timing_features``'s jitter, float64)."""
-    return has_prev2 & (jitter < _REGULAR_JITTER)
+    return has_prev2 & (jitter < _F_REGULAR_JITTER)
 
 
 def micros(ia: np.ndarray) -> np.ndarray:
     """Inter-arrivals (s, floored by ``inter_arrival``) as whole microseconds, int64."""
-    return np.rint(ia * 1e6).astype(np.int64)
+    us = ia * _F_MICROS_PER_S
+    return np.rint(us, out=us).astype(np.int64)
 
 
 def periodic(frames: np.ndarray, regular_count: np.ndarray) -> np.ndarray:
@@ -175,8 +203,12 @@ def rate_violation(ia_us: np.ndarray, n_before: np.ndarray, warm_regular: np.nda
     the ID kept while the capture began, on any vehicle, whatever its periods. Zero on a
     healthy bus. Integers only.
     """
-    periodic_start = (n_before > _PERIOD_WARMUP) & (5 * warm_regular >= 4 * (_PERIOD_WARMUP - 1))
-    return periodic_start & (100 * ia_us * warm_regular < _RATE_VIOLATION_PERCENT * warm_regular_us)
+    periodic_start = n_before > _I_PERIOD_WARMUP
+    periodic_start &= _I_FIVE * warm_regular >= _I_PERIODIC_REGULAR
+    fast = _I_PERCENT * ia_us
+    fast *= warm_regular
+    periodic_start &= fast < _I_RATE_PERCENT * warm_regular_us
+    return periodic_start
 
 
 def stalled(diff_words: np.ndarray, dlc_changed: np.ndarray, n_before: np.ndarray, rolling_bits: np.ndarray) -> np.ndarray:
@@ -189,7 +221,7 @@ def stalled(diff_words: np.ndarray, dlc_changed: np.ndarray, n_before: np.ndarra
     bits at once count: a sum checksum that mirrors the counter while the signals rest also
     changes on every warm-up transition, and misses single frames when they move.
     """
-    return (n_before > _ROLLING_WARMUP) & ~dlc_changed & (rolling_bits != 0) & ((rolling_bits & diff_words) == 0)
+    return (n_before > _I_ROLLING_WARMUP) & ~dlc_changed & (rolling_bits != _U64_ZERO) & ((rolling_bits & diff_words) == _U64_ZERO)
 
 
 def overdue(frames: np.ndarray, regular_count: np.ndarray, regular_us: np.ndarray, last_ts: np.ndarray, t_end: np.ndarray | float) -> np.ndarray:
@@ -222,7 +254,9 @@ def recent(last_ts: np.ndarray, t_end: np.ndarray | float) -> np.ndarray:
 
 def gap_ms(dt: np.ndarray) -> np.ndarray:
     """Time from a frame to the next (any ID) in ms, the edges' timing; float32."""
-    return (np.maximum(dt, 0.0) * 1e3).astype(np.float32)
+    dt = np.maximum(dt, _F_ZERO)
+    dt *= _F_MS_PER_S
+    return dt.astype(np.float32)
 
 
 def node_features(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.ndarray, starts: np.ndarray, count: np.ndarray) -> np.ndarray:
