@@ -15,6 +15,8 @@ module computes the same numbers directly, with the formulas ``build.py`` uses
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 from canids.graphs.formulas import (
@@ -36,7 +38,7 @@ from canids.graphs.formulas import (
     timing_features,
     warmup_parts,
 )
-from canids.graphs.stream_state import IdHistory, payload_entropy_lookup
+from canids.graphs.stream_state import IdHistory, entropy_index, entropy_table_float32
 
 
 # The rows _frame_features writes, by position.
@@ -67,9 +69,8 @@ def window_graph(history: IdHistory, t0: float, timestamp: np.ndarray, can_id: n
     # DLCs as intp, the index dtype the payload features' tables take fastest.
     ts, frame_dlc, words = timestamp[order], dlc[order].astype(np.intp), payload_words(payload)[order]
     frame_payload = words.view(np.uint8).reshape(n, 8)
-    per_frame, graph_frame, ia, totals = _frame_features(history, rows, starts, node, order, ts, frame_dlc, frame_payload, words, t0)
+    per_frame, graph_frame, ia, totals = _frame_features(history, rows, starts, node, order, ts, frame_dlc, words, t0)
 
-    cnt = count.astype(np.float32)
     x = node_features(per_frame, frame_payload, node, starts, count)
     node_of_frame = np.empty(n, np.int64)
     node_of_frame[order] = node
@@ -77,25 +78,25 @@ def window_graph(history: IdHistory, t0: float, timestamp: np.ndarray, can_id: n
     history.advance(rows, history.seen[rows] + count, *totals, ts[last], ia[last], frame_dlc[last], words[last])
     # The overdue count as float64: graph_features clips and scales it without casting (same values).
     n_overdue = np.array([float(history.n_overdue(float(timestamp[-1])))])
-    u = graph_features(cnt[count.argmax()] / n, graph_frame, n_overdue)
+    u = graph_features(np.float32(count[count.argmax()]) / n, graph_frame, n_overdue)
     return x, edge_index, edge_attr, u[0], history.vocab_index[rows]
 
 
-def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, node: np.ndarray, order: np.ndarray, ts: np.ndarray, dlc: np.ndarray, payload: np.ndarray, words: np.ndarray, t0: float) -> tuple[np.ndarray, ...]:
+def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, node: np.ndarray, order: np.ndarray, ts: np.ndarray, dlc: np.ndarray, words: np.ndarray, t0: float) -> tuple[np.ndarray, ...]:
     """Per-frame features of the window's frames grouped by ID (group ``i`` starts at
     ``starts[i]``, ``node`` is each frame's group, ``rows`` its ID's history
     row, ``words`` are the payloads as ``payload_words``): ``NODE_FRAME_COLUMNS`` [7, n] in
     grouped order, ``GRAPH_FRAME_COLUMNS`` [1, 5, n] for ``graph_features``, the frames'
     inter-arrivals, and per group its ID's regular transitions and their microseconds and
-    its warm-up (rolling bits, regular transitions, microseconds) after the window.
+    its warm-up (rolling bits, regular transitions, microseconds) after the window (None
+    when every ID is past its warm-up: it stays as it was).
 
     A frame's predecessor of the same ID is the frame before it in its group, or for the
     group's first frame the ID's history row: the same predecessor ``frame_features`` finds
     in the whole capture, so the features are the same numbers.
     """
     n = len(ts)
-    position = np.arange(n)
-    shift = position - 1  # each frame's predecessor in the window (for _previous)
+    position, shift = _positions(n)
     # The frames of its ID before each frame (the history's, then the window's own): whether
     # it had one and two is has_prev and has_prev2.
     seen = history.seen[rows]
@@ -116,9 +117,11 @@ def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, no
     np.multiply(ia_us, is_regular, out=regular_us)
     if seen[seen.argmin()] <= _WARMUP_FRAMES:  # an ID still warming up (past the first seconds: none)
         warmup = history.warmup_after(rows, starts, warmup_parts(n_before, diff_words, is_regular, regular_us))
-    else:
-        warmup = (history.rolling_bits[rows], history.warm_regular[rows], history.warm_regular_us[rows])
-    violation = rate_violation(ia_us, n_before, warmup[1][node], warmup[2][node])
+        rolling_bits, warm_regular, warm_regular_us = (part[node] for part in warmup)
+    else:  # read per frame from the history (3 gathers, where per ID and then per frame took 6)
+        warmup, frame_rows = None, rows[node]
+        rolling_bits, warm_regular, warm_regular_us = history.rolling_bits[frame_rows], history.warm_regular[frame_rows], history.warm_regular_us[frame_rows]
+    violation = rate_violation(ia_us, n_before, warm_regular, warm_regular_us)
     regular_after = np.add.reduceat(transitions, starts, axis=1)
     regular_after[0] += history.regular[rows]
     regular_after[1] += history.regular_us[rows]
@@ -128,9 +131,9 @@ def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, no
     per_frame[1] = jitter
     per_frame[2] = changed
     per_frame[3] = byte_change
-    per_frame[4] = payload_entropy_lookup(payload, dlc)
+    np.take(entropy_table_float32(), entropy_index(words, dlc), out=per_frame[4], mode="clip")  # (mode="raise" buffers)
     per_frame[5] = new_id
-    per_frame[6] = stalled(diff_words, dlc_changed, n_before, warmup[0][node])
+    per_frame[6] = stalled(diff_words, dlc_changed, n_before, rolling_bits)
     # graph_features takes these in frame order, for its means to add alike. fast, new_id,
     # violation and stalled are 0 or 1, so any order adds them exactly: only jitter needs
     # putting back.
@@ -141,6 +144,15 @@ def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, no
     graph_frame[0, 3] = violation
     graph_frame[0, 4] = per_frame[6]
     return per_frame, graph_frame, ia, totals
+
+
+@cache
+def _positions(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(arange(n), arange(-1, n - 1))``, read-only: each frame's position in the window, and
+    its predecessor's (for ``_previous``). The same every window."""
+    position, shift = np.arange(n), np.arange(-1, n - 1)
+    position.flags.writeable = shift.flags.writeable = False
+    return position, shift
 
 
 def _previous(values: np.ndarray, shift: np.ndarray, starts: np.ndarray, before: np.ndarray) -> np.ndarray:
