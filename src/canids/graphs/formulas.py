@@ -98,11 +98,12 @@ def _operand(value: float, dtype: type = np.float64) -> np.ndarray:
 _F_MIN_IA, _F_WARMUP, _F_STALE_ID, _F_FAST_IA = (_operand(v) for v in (_MIN_IA_S, _WARMUP_S, _STALE_ID_S, _FAST_IA_S))
 _F_LOG_IA_MIN, _F_LOG_IA_MAX, _F_NEUTRAL_LOG_IA, _F_JITTER_CLIP = (_operand(v) for v in (_LOG_IA_MIN, _LOG_IA_MAX, _NEUTRAL_LOG_IA, _JITTER_CLIP))
 _F_REGULAR_JITTER, _F_ZERO, _F_ONE, _F_MICROS_PER_S, _F_MS_PER_S = (_operand(v) for v in (_REGULAR_JITTER, 0.0, 1.0, 1e6, 1e3))
-_I_PERIOD_WARMUP, _I_ROLLING_WARMUP = (_operand(v, np.int64) for v in (_PERIOD_WARMUP, _ROLLING_WARMUP))
+_F_OVERDUE_CLIP = _operand(_OVERDUE_CLIP)
+_I_PERIOD_WARMUP, _I_ROLLING_WARMUP, _I_ONE = (_operand(v, np.int64) for v in (_PERIOD_WARMUP, _ROLLING_WARMUP, 1))
 _I_FIVE, _I_PERIODIC_REGULAR, _I_PERCENT, _I_RATE_PERCENT = (_operand(v, np.int64) for v in (5, 4 * (_PERIOD_WARMUP - 1), 100, _RATE_VIOLATION_PERCENT))
 #: A DLC's least (1): uint8 like a capture's DLCs, so that a maximum keeps any DLC array's dtype.
 _U8_ONE = _operand(1, np.uint8)
-_U64_ZERO = _operand(0, np.uint64)
+_U64_ZERO, _U64_ALL_BITS = _operand(0, np.uint64), _operand(_ALL_BITS, np.uint64)
 
 
 def _everywhere(mask: np.ndarray) -> bool:
@@ -207,8 +208,10 @@ def warmup_parts(n_before: np.ndarray, diff_words: np.ndarray, is_regular: np.nd
     bits where the transition is not among the first _ROLLING_WARMUP, regular, regular
     microseconds (both 0 past the first _PERIOD_WARMUP transitions))``. An ID's rolling bits
     are the AND of the first, its warm-up period the sums of the others."""
-    rolling = np.where((n_before >= 1) & (n_before <= _ROLLING_WARMUP), diff_words, _ALL_BITS)
-    in_period = n_before <= _PERIOD_WARMUP  # (no transition before the second frame is regular)
+    in_rolling = n_before >= _I_ONE
+    in_rolling &= n_before <= _I_ROLLING_WARMUP
+    rolling = np.where(in_rolling, diff_words, _U64_ALL_BITS)
+    in_period = n_before <= _I_PERIOD_WARMUP  # (no transition before the second frame is regular)
     return rolling, is_regular * in_period, regular_us * in_period
 
 
@@ -381,8 +384,8 @@ def edge_features(e_src: np.ndarray, e_dst: np.ndarray, e_count: np.ndarray, dt_
     e_cnt[:] = e_count
     dt_mean = np.divide(dt_sum, e_cnt, out=stats[1])
     dt_var = dt_sq_sum / e_cnt
-    dt_var -= dt_mean**2
-    np.sqrt(np.maximum(dt_var, 0.0, out=dt_var), out=stats[2])
+    dt_var -= np.square(dt_mean)  # (what dt_mean**2 computes)
+    np.sqrt(np.maximum(dt_var, _F_ZERO, out=dt_var), out=stats[2])
     edge_attr = np.empty((len(e_count), len(EDGE_FEATURES)), np.float32)
     edge_attr[:, :3] = np.log1p(stats, out=stats).T
     edge_attr[:, 3] = e_src == e_dst
@@ -401,7 +404,9 @@ def graph_features(max_share: np.ndarray, per_frame: np.ndarray, n_overdue: np.n
     u = np.empty((len(per_frame), len(GRAPH_FEATURES)), np.float32)
     u[:, 0] = max_share
     u[:, _U_MEAN_COLUMNS] = np.true_divide(means, _U_SCALE)
-    u[:, 5] = np.minimum(n_overdue, _OVERDUE_CLIP) / _OVERDUE_CLIP
+    overdue_share = np.minimum(n_overdue, _F_OVERDUE_CLIP)
+    overdue_share /= _F_OVERDUE_CLIP
+    u[:, 5] = overdue_share
     return u
 
 

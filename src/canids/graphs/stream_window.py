@@ -131,7 +131,7 @@ def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, no
     per_frame[1] = jitter
     per_frame[2] = changed
     per_frame[3] = byte_change
-    np.take(entropy_table_float32(), entropy_index(words, dlc), out=per_frame[4], mode="clip")  # (mode="raise" buffers)
+    per_frame[4] = entropy_table_float32()[entropy_index(words, dlc)]
     per_frame[5] = new_id
     per_frame[6] = stalled(diff_words, dlc_changed, n_before, rolling_bits)
     # graph_features takes these in frame order, for its means to add alike. fast, new_id,
