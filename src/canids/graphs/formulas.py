@@ -64,15 +64,23 @@ _ALL_BITS = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 GRAPH_FRAME_COLUMNS = ("fast", "jitter", "new_id", "rate_violation", "stalled")
 
 _LOG_IA_SCALE = _LOG_IA_MAX - _LOG_IA_MIN
+#: Where the means, the extremes and the byte spread go among ``x``'s columns (NODE_FEATURES).
+_X_MEAN_COLUMNS, _X_EXTREME_COLUMNS, _X_BYTE_STD_COLUMN = np.array([0, 3, 5, 6, 7, 9, 10]), np.array([1, 2, 4]), 8
+_X_WIDTH = 11
+assert _X_EXTREME_COLUMNS.tolist() == [1, 2, 4], "node_features copies the extremes into rows 1-2 and 4"
 #: A node's NODE_FRAME_COLUMNS means become features as (mean - offset) / scale (float64; an
-#: offset 0 / scale 1 leaves a mean's bits as they are) ...
-_MEAN_OFFSET = np.array([_NEUTRAL_LOG_IA, 0, 0, 0, 0, 0, 0], np.float64)[:, None]
-_MEAN_SCALE = np.array([_LOG_IA_SCALE, _JITTER_CLIP, 1, 1, 3, 1, 1], np.float64)[:, None]
+#: offset 0 / scale 1 leaves a mean's bits as they are), one row per column of ``x`` (0 / 1
+#: where x holds no mean) ...
+_MEAN_OFFSET, _MEAN_SCALE = np.zeros((_X_WIDTH, 1)), np.ones((_X_WIDTH, 1))
+_MEAN_OFFSET[_X_MEAN_COLUMNS, 0] = [_NEUTRAL_LOG_IA, 0, 0, 0, 0, 0, 0]
+_MEAN_SCALE[_X_MEAN_COLUMNS, 0] = [_LOG_IA_SCALE, _JITTER_CLIP, 1, 1, 3, 1, 1]
 #: ... and its log_ia min, log_ia max and jitter max likewise, in float32 (their dtype).
 _EXTREME_OFFSET = np.array([_NEUTRAL_LOG_IA, _NEUTRAL_LOG_IA, 0], np.float32)[:, None]
 _EXTREME_SCALE = np.array([_LOG_IA_SCALE, _LOG_IA_SCALE, _JITTER_CLIP], np.float32)[:, None]
-#: Where the means, the extremes and the byte spread go among ``x``'s columns (NODE_FEATURES).
-_X_MEAN_COLUMNS, _X_EXTREME_COLUMNS, _X_BYTE_STD_COLUMN = np.array([0, 3, 5, 6, 7, 9, 10]), np.array([1, 2, 4]), 8
+#: ``_node_sums``'s rows: x's columns (a frame column's sums where its mean goes, 0 in the
+#: others), then each byte's sums, then each byte's sums of squares.
+_SUM_ROWS = np.r_[_X_MEAN_COLUMNS, np.arange(_X_WIDTH, _X_WIDTH + 16)]
+_BYTE_SUMS, _BYTE_SQUARE_SUMS = slice(_X_WIDTH, _X_WIDTH + 8), slice(_X_WIDTH + 8, _X_WIDTH + 16)
 #: Scales of the window means of GRAPH_FRAME_COLUMNS, and where they go among ``u``'s columns.
 _U_SCALE = np.array([1.0, _JITTER_CLIP, 1.0, 1.0, 1.0], np.float32)
 _U_MEAN_COLUMNS = np.array([1, 2, 3, 4, 6])
@@ -292,11 +300,11 @@ def node_features(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.nd
     (one rounding per feature, where float32 sums drifted by up to 1e-4); its byte spread
     comes from exact integer sums of the bytes and their squares, scaled by 1/255 last.
     """
-    n_cols = len(frame_columns)
-    # One row per quantity: the frame columns' means, the byte means, the byte square means.
+    # One row per x column (a frame column's means where x has them), then the byte means
+    # and the byte square means.
     means = _node_sums(frame_columns, payload, node_of, starts)
     means /= count
-    byte_mean, byte_sq_mean = means[n_cols : n_cols + 8], means[n_cols + 8 :]
+    byte_mean, byte_sq_mean = means[_BYTE_SUMS], means[_BYTE_SQUARE_SUMS]
     byte_var = np.multiply(byte_mean, byte_mean)
     np.subtract(byte_sq_mean, byte_var, out=byte_var)
     byte_std = np.sqrt(np.maximum(byte_var, 0.0, out=byte_var), out=byte_var)
@@ -304,9 +312,6 @@ def node_features(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.nd
     # [nodes, 8] (contiguous) as the sum over a node's bytes has always been taken.
     payload_std = _mean_last_axis(np.ascontiguousarray(byte_std.T))
     payload_std /= 255.0
-    column_means = means[:n_cols]
-    column_means -= _MEAN_OFFSET
-    column_means /= _MEAN_SCALE
     extremes = np.empty((3, len(starts)), np.float32)
     np.minimum.reduceat(frame_columns[0], starts, out=extremes[0])  # log_ia min
     np.maximum.reduceat(frame_columns[:2], starts, axis=1, out=extremes[1:])  # log_ia max, jitter max
@@ -315,39 +320,42 @@ def node_features(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.nd
     # No feature counts nodes or frames per ID, and none describes payload content (DLC,
     # byte values): those differ between vehicles (a Spark window holds twice the IDs of a
     # Sonata window) and made every window of an unseen vehicle look anomalous.
-    # Each value is cast to float32 once, as np.stack(..., dtype=float32) casts it.
-    x = np.empty((len(starts), len(NODE_FEATURES)), np.float32)
-    columns = x.T
-    columns[_X_MEAN_COLUMNS] = column_means
-    columns[_X_EXTREME_COLUMNS] = extremes
+    # x's columns as rows, in float64 (the float32 extremes exactly), each value cast to
+    # float32 once, as np.stack(..., dtype=float32) casts it; whole-row copies, where
+    # scattering into x's columns took three fancy-index assignments.
+    columns = means[:_X_WIDTH]
+    columns -= _MEAN_OFFSET
+    columns /= _MEAN_SCALE
+    columns[1:3] = extremes[:2]  # (_X_EXTREME_COLUMNS)
+    columns[4] = extremes[2]
     columns[_X_BYTE_STD_COLUMN] = payload_std
-    return x
+    return np.ascontiguousarray(columns.T, np.float32)
 
 
 def _node_sums(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Per node (columns), float64 sums of each frame column, each byte and each byte's
-    square (rows: frame columns, 8 bytes, 8 squares). A frame column's sums are sequential
-    in frame order (``np.bincount``'s), and byte sums are exact integers, whichever way they
-    are computed: a live window's frames go through one bincount of all quantities (one
-    NumPy call), a capture's through a bincount per frame column and ``_segment_byte_sums``
-    (no float64 copy of every byte)."""
-    n_nodes, n_rows = len(starts), len(frame_columns) + 16
+    square (rows: ``_SUM_ROWS``; the others 0). A frame column's sums are sequential in frame
+    order (``np.bincount``'s), and byte sums are exact integers, whichever way they are
+    computed: a live window's frames go through one bincount of all quantities (one NumPy
+    call), a capture's through a bincount per frame column and ``_segment_byte_sums`` (no
+    float64 copy of every byte)."""
+    n_nodes, n_rows = len(starts), _X_WIDTH + 16
     if len(node_of) <= _ONE_BINCOUNT_MAX_FRAMES:
-        values = np.empty((n_rows, len(node_of)))
+        values = np.empty((len(_SUM_ROWS), len(node_of)))
         values[:-16] = frame_columns
         values[-16:-8] = payload.T
         np.square(values[-16:-8], out=values[-8:])
-        bins = _QUANTITY[:n_rows] * n_nodes + node_of
+        bins = _SUM_ROW_OFFSETS * n_nodes + node_of
         return np.bincount(bins.ravel(), values.ravel(), n_rows * n_nodes).reshape(n_rows, n_nodes)
-    sums = np.empty((n_rows, n_nodes))
-    for row, column in zip(sums, frame_columns):
-        row[:] = np.bincount(node_of, weights=column, minlength=n_nodes)
-    _segment_byte_sums(payload, starts, out=sums[-16:].T)
+    sums = np.zeros((n_rows, n_nodes))
+    for row, column in zip(_X_MEAN_COLUMNS, frame_columns):
+        sums[row] = np.bincount(node_of, weights=column, minlength=n_nodes)
+    _segment_byte_sums(payload, starts, out=sums[_X_WIDTH:].T)
     return sums
 
 
-#: Quantity k of frame i goes to bincount bin k * nodes + node_of[i] (``_node_sums``).
-_QUANTITY = np.arange(64)[:, None]
+#: Quantity k of frame i goes to bincount bin _SUM_ROWS[k] * nodes + node_of[i] (``_node_sums``).
+_SUM_ROW_OFFSETS = _SUM_ROWS[:, None]
 
 
 def _segment_byte_sums(payload: np.ndarray, starts: np.ndarray, out: np.ndarray) -> None:
