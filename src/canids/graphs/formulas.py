@@ -156,10 +156,13 @@ def timing_features(ia: np.ndarray, prev_ia: np.ndarray, has_prev: np.ndarray, h
     return log_ia, jitter, fast, new_id
 
 
+_WORD = np.dtype("<u8")  # (a dtype object: ``view`` parses a string on every call)
+
+
 def payload_words(payload: np.ndarray) -> np.ndarray:
     """Each frame's 8 payload bytes as one uint64, byte ``j`` in bits ``8j .. 8j+7`` on any
     machine: comparing two frames' payloads is then one XOR, not eight byte compares."""
-    return np.ascontiguousarray(payload, np.uint8).view("<u8").ravel()
+    return np.ascontiguousarray(payload, np.uint8).view(_WORD).ravel()
 
 
 def payload_change(diff_words: np.ndarray, dlc_changed: np.ndarray, dlc: np.ndarray, has_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
