@@ -64,15 +64,23 @@ _ALL_BITS = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 GRAPH_FRAME_COLUMNS = ("fast", "jitter", "new_id", "rate_violation", "stalled")
 
 _LOG_IA_SCALE = _LOG_IA_MAX - _LOG_IA_MIN
+#: Where the means, the extremes and the byte spread go among ``x``'s columns (NODE_FEATURES).
+_X_MEAN_COLUMNS, _X_EXTREME_COLUMNS, _X_BYTE_STD_COLUMN = np.array([0, 3, 5, 6, 7, 9, 10]), np.array([1, 2, 4]), 8
+_X_WIDTH = 11
+assert _X_EXTREME_COLUMNS.tolist() == [1, 2, 4], "node_features copies the extremes into rows 1-2 and 4"
 #: A node's NODE_FRAME_COLUMNS means become features as (mean - offset) / scale (float64; an
-#: offset 0 / scale 1 leaves a mean's bits as they are) ...
-_MEAN_OFFSET = np.array([_NEUTRAL_LOG_IA, 0, 0, 0, 0, 0, 0], np.float64)[:, None]
-_MEAN_SCALE = np.array([_LOG_IA_SCALE, _JITTER_CLIP, 1, 1, 3, 1, 1], np.float64)[:, None]
+#: offset 0 / scale 1 leaves a mean's bits as they are), one row per column of ``x`` (0 / 1
+#: where x holds no mean) ...
+_MEAN_OFFSET, _MEAN_SCALE = np.zeros((_X_WIDTH, 1)), np.ones((_X_WIDTH, 1))
+_MEAN_OFFSET[_X_MEAN_COLUMNS, 0] = [_NEUTRAL_LOG_IA, 0, 0, 0, 0, 0, 0]
+_MEAN_SCALE[_X_MEAN_COLUMNS, 0] = [_LOG_IA_SCALE, _JITTER_CLIP, 1, 1, 3, 1, 1]
 #: ... and its log_ia min, log_ia max and jitter max likewise, in float32 (their dtype).
 _EXTREME_OFFSET = np.array([_NEUTRAL_LOG_IA, _NEUTRAL_LOG_IA, 0], np.float32)[:, None]
 _EXTREME_SCALE = np.array([_LOG_IA_SCALE, _LOG_IA_SCALE, _JITTER_CLIP], np.float32)[:, None]
-#: Where the means, the extremes and the byte spread go among ``x``'s columns (NODE_FEATURES).
-_X_MEAN_COLUMNS, _X_EXTREME_COLUMNS, _X_BYTE_STD_COLUMN = np.array([0, 3, 5, 6, 7, 9, 10]), np.array([1, 2, 4]), 8
+#: ``_node_sums``'s rows: x's columns (a frame column's sums where its mean goes, 0 in the
+#: others), then each byte's sums, then each byte's sums of squares.
+_SUM_ROWS = np.r_[_X_MEAN_COLUMNS, np.arange(_X_WIDTH, _X_WIDTH + 16)]
+_BYTE_SUMS, _BYTE_SQUARE_SUMS = slice(_X_WIDTH, _X_WIDTH + 8), slice(_X_WIDTH + 8, _X_WIDTH + 16)
 #: Scales of the window means of GRAPH_FRAME_COLUMNS, and where they go among ``u``'s columns.
 _U_SCALE = np.array([1.0, _JITTER_CLIP, 1.0, 1.0, 1.0], np.float32)
 _U_MEAN_COLUMNS = np.array([1, 2, 3, 4, 6])
@@ -86,9 +94,41 @@ _USED_BYTES_TOP_BITS = np.array([0x8080808080808080 & ((1 << (8 * min(max(dlc, 1
 _LOW_7_BITS = np.uint64(0x7F7F7F7F7F7F7F7F)
 
 
+def _operand(value: float, dtype: type = np.float64) -> np.ndarray:
+    """``value`` as a 0-d array of ``dtype``, the dtype of the array it meets. A ufunc converts
+    a Python scalar operand on every call (~0.1 us, a third of a ufunc on a live window's
+    ~100 elements); a 0-d array of the other operand's dtype gives the same result without."""
+    return np.array(value, dtype)
+
+
+# The constants above as ufunc operands (``_operand``): float64 for times and the float64
+# features, int64 for frame and transition counts and microseconds.
+_F_MIN_IA, _F_WARMUP, _F_STALE_ID, _F_FAST_IA = (_operand(v) for v in (_MIN_IA_S, _WARMUP_S, _STALE_ID_S, _FAST_IA_S))
+_F_LOG_IA_MIN, _F_LOG_IA_MAX, _F_NEUTRAL_LOG_IA, _F_JITTER_CLIP = (_operand(v) for v in (_LOG_IA_MIN, _LOG_IA_MAX, _NEUTRAL_LOG_IA, _JITTER_CLIP))
+_F_REGULAR_JITTER, _F_ZERO, _F_ONE, _F_MICROS_PER_S, _F_MS_PER_S = (_operand(v) for v in (_REGULAR_JITTER, 0.0, 1.0, 1e6, 1e3))
+_F_OVERDUE_CLIP = _operand(_OVERDUE_CLIP)
+_I_PERIOD_WARMUP, _I_ROLLING_WARMUP, _I_ONE = (_operand(v, np.int64) for v in (_PERIOD_WARMUP, _ROLLING_WARMUP, 1))
+_I_FIVE, _I_PERIODIC_REGULAR, _I_PERCENT, _I_RATE_PERCENT = (_operand(v, np.int64) for v in (5, 4 * (_PERIOD_WARMUP - 1), 100, _RATE_VIOLATION_PERCENT))
+#: A DLC's least (1): uint8 like a capture's DLCs, so that a maximum keeps any DLC array's dtype.
+_U8_ONE = _operand(1, np.uint8)
+_U64_ZERO, _U64_ALL_BITS = _operand(0, np.uint64), _operand(_ALL_BITS, np.uint64)
+
+
+def _everywhere(mask: np.ndarray) -> bool:
+    """``mask.all()``, in a sixth of its time on a live window (``argmin`` finds a False in
+    0.1 us, ``all`` goes through the reduction machinery): a formula skips an ``np.where``
+    whose other branch no frame takes (past a capture's first frames, most windows)."""
+    return not len(mask) or bool(mask[mask.argmin()])
+
+
+def _anywhere(mask: np.ndarray) -> bool:
+    """``mask.any()``, as fast as ``_everywhere``."""
+    return bool(len(mask)) and bool(mask[mask.argmax()])
+
+
 def inter_arrival(dt: np.ndarray) -> np.ndarray:
     """Seconds since the previous frame of the same ID, floored (see ``_MIN_IA_S``)."""
-    return np.maximum(dt, _MIN_IA_S)
+    return np.maximum(dt, _F_MIN_IA)
 
 
 def timing_features(ia: np.ndarray, prev_ia: np.ndarray, has_prev: np.ndarray, has_prev2: np.ndarray, t_rel: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -96,20 +136,33 @@ def timing_features(ia: np.ndarray, prev_ia: np.ndarray, has_prev: np.ndarray, h
     ID's previous inter-arrival ``prev_ia``, whether the ID had one / two earlier frames, and
     the time since the capture started ``t_rel``. Values of ``ia`` where ``has_prev`` is
     False (``prev_ia`` where ``has_prev2`` is) are never used."""
-    # First sighting of an ID: "new" unless the capture is still warming up (every ID is
-    # new in a capture's first second, and that is not an attack).
-    warm = t_rel < _WARMUP_S
-    log_ia = np.minimum(np.maximum(np.log10(ia), _LOG_IA_MIN), _LOG_IA_MAX)
-    log_ia = np.where(has_prev, log_ia, np.where(warm, _NEUTRAL_LOG_IA, _LOG_IA_MAX))
-    new_id = np.where(has_prev, ia > _STALE_ID_S, ~warm)
-    jitter = np.minimum(np.where(has_prev2, np.abs(np.log(ia / prev_ia)), 0.0), _JITTER_CLIP)
-    return log_ia, jitter, has_prev & (ia < _FAST_IA_S), new_id
+    log_ia = np.log10(ia)
+    np.maximum(log_ia, _F_LOG_IA_MIN, out=log_ia)
+    np.minimum(log_ia, _F_LOG_IA_MAX, out=log_ia)
+    new_id, fast = ia > _F_STALE_ID, ia < _F_FAST_IA
+    if not _everywhere(has_prev):
+        # First sighting of an ID: "new" unless the capture is still warming up (every ID
+        # is new in a capture's first second, and that is not an attack).
+        warm = t_rel < _F_WARMUP
+        log_ia = np.where(has_prev, log_ia, np.where(warm, _F_NEUTRAL_LOG_IA, _F_LOG_IA_MAX))
+        new_id = np.where(has_prev, new_id, ~warm)
+        fast &= has_prev
+    ratio = ia / prev_ia
+    jitter = np.log(ratio, out=ratio)
+    np.abs(jitter, out=jitter)
+    if not _everywhere(has_prev2):
+        jitter = np.where(has_prev2, jitter, _F_ZERO)
+    np.minimum(jitter, _F_JITTER_CLIP, out=jitter)
+    return log_ia, jitter, fast, new_id
+
+
+_WORD = np.dtype("<u8")  # (a dtype object: ``view`` parses a string on every call)
 
 
 def payload_words(payload: np.ndarray) -> np.ndarray:
     """Each frame's 8 payload bytes as one uint64, byte ``j`` in bits ``8j .. 8j+7`` on any
     machine: comparing two frames' payloads is then one XOR, not eight byte compares."""
-    return np.ascontiguousarray(payload, np.uint8).view("<u8").ravel()
+    return np.ascontiguousarray(payload, np.uint8).view(_WORD).ravel()
 
 
 def payload_change(diff_words: np.ndarray, dlc_changed: np.ndarray, dlc: np.ndarray, has_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,9 +170,15 @@ def payload_change(diff_words: np.ndarray, dlc_changed: np.ndarray, dlc: np.ndar
     ID's previous one (``diff_words``) and whether its DLC changed: any difference, and the
     share of its used bytes that differ (1 on a DLC change)."""
     n_changed = _used_nonzero_bytes(diff_words, dlc)
-    byte_change = np.where(dlc_changed, 1.0, n_changed / np.maximum(dlc, 1))  # uint8 / uint8: float64
-    changed = (diff_words != 0) | dlc_changed
-    return changed & has_prev, np.where(has_prev, byte_change, 0.0)
+    byte_change = n_changed / np.maximum(dlc, _U8_ONE)  # uint8 / uint8: float64
+    changed = diff_words.astype(bool)
+    if _anywhere(dlc_changed):
+        byte_change = np.where(dlc_changed, _F_ONE, byte_change)
+        changed |= dlc_changed
+    if not _everywhere(has_prev):
+        byte_change = np.where(has_prev, byte_change, _F_ZERO)
+        changed &= has_prev
+    return changed, byte_change
 
 
 def _used_nonzero_bytes(words: np.ndarray, dlc: np.ndarray) -> np.ndarray:
@@ -139,12 +198,13 @@ def _used_nonzero_bytes(words: np.ndarray, dlc: np.ndarray) -> np.ndarray:
 
 def regular(jitter: np.ndarray, has_prev2: np.ndarray) -> np.ndarray:
     """Whether a frame's transition is regular (``timing_features``'s jitter, float64)."""
-    return has_prev2 & (jitter < _REGULAR_JITTER)
+    return has_prev2 & (jitter < _F_REGULAR_JITTER)
 
 
 def micros(ia: np.ndarray) -> np.ndarray:
     """Inter-arrivals (s, floored by ``inter_arrival``) as whole microseconds, int64."""
-    return np.rint(ia * 1e6).astype(np.int64)
+    us = ia * _F_MICROS_PER_S
+    return np.rint(us, out=us).astype(np.int64)
 
 
 def periodic(frames: np.ndarray, regular_count: np.ndarray) -> np.ndarray:
@@ -159,8 +219,10 @@ def warmup_parts(n_before: np.ndarray, diff_words: np.ndarray, is_regular: np.nd
     bits where the transition is not among the first _ROLLING_WARMUP, regular, regular
     microseconds (both 0 past the first _PERIOD_WARMUP transitions))``. An ID's rolling bits
     are the AND of the first, its warm-up period the sums of the others."""
-    rolling = np.where((n_before >= 1) & (n_before <= _ROLLING_WARMUP), diff_words, _ALL_BITS)
-    in_period = n_before <= _PERIOD_WARMUP  # (no transition before the second frame is regular)
+    in_rolling = n_before >= _I_ONE
+    in_rolling &= n_before <= _I_ROLLING_WARMUP
+    rolling = np.where(in_rolling, diff_words, _U64_ALL_BITS)
+    in_period = n_before <= _I_PERIOD_WARMUP  # (no transition before the second frame is regular)
     return rolling, is_regular * in_period, regular_us * in_period
 
 
@@ -175,8 +237,12 @@ def rate_violation(ia_us: np.ndarray, n_before: np.ndarray, warm_regular: np.nda
     the ID kept while the capture began, on any vehicle, whatever its periods. Zero on a
     healthy bus. Integers only.
     """
-    periodic_start = (n_before > _PERIOD_WARMUP) & (5 * warm_regular >= 4 * (_PERIOD_WARMUP - 1))
-    return periodic_start & (100 * ia_us * warm_regular < _RATE_VIOLATION_PERCENT * warm_regular_us)
+    periodic_start = n_before > _I_PERIOD_WARMUP
+    periodic_start &= _I_FIVE * warm_regular >= _I_PERIODIC_REGULAR
+    fast = _I_PERCENT * ia_us
+    fast *= warm_regular
+    periodic_start &= fast < _I_RATE_PERCENT * warm_regular_us
+    return periodic_start
 
 
 def stalled(diff_words: np.ndarray, dlc_changed: np.ndarray, n_before: np.ndarray, rolling_bits: np.ndarray) -> np.ndarray:
@@ -189,7 +255,7 @@ def stalled(diff_words: np.ndarray, dlc_changed: np.ndarray, n_before: np.ndarra
     bits at once count: a sum checksum that mirrors the counter while the signals rest also
     changes on every warm-up transition, and misses single frames when they move.
     """
-    return (n_before > _ROLLING_WARMUP) & ~dlc_changed & (rolling_bits != 0) & ((rolling_bits & diff_words) == 0)
+    return (n_before > _I_ROLLING_WARMUP) & ~dlc_changed & (rolling_bits != _U64_ZERO) & ((rolling_bits & diff_words) == _U64_ZERO)
 
 
 def overdue(frames: np.ndarray, regular_count: np.ndarray, regular_us: np.ndarray, last_ts: np.ndarray, t_end: np.ndarray | float) -> np.ndarray:
@@ -222,7 +288,9 @@ def recent(last_ts: np.ndarray, t_end: np.ndarray | float) -> np.ndarray:
 
 def gap_ms(dt: np.ndarray) -> np.ndarray:
     """Time from a frame to the next (any ID) in ms, the edges' timing; float32."""
-    return (np.maximum(dt, 0.0) * 1e3).astype(np.float32)
+    dt = np.maximum(dt, _F_ZERO)
+    dt *= _F_MS_PER_S
+    return dt.astype(np.float32)
 
 
 def node_features(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.ndarray, starts: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -235,11 +303,11 @@ def node_features(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.nd
     (one rounding per feature, where float32 sums drifted by up to 1e-4); its byte spread
     comes from exact integer sums of the bytes and their squares, scaled by 1/255 last.
     """
-    n_cols = len(frame_columns)
-    # One row per quantity: the frame columns' means, the byte means, the byte square means.
+    # One row per x column (a frame column's means where x has them), then the byte means
+    # and the byte square means.
     means = _node_sums(frame_columns, payload, node_of, starts)
     means /= count
-    byte_mean, byte_sq_mean = means[n_cols : n_cols + 8], means[n_cols + 8 :]
+    byte_mean, byte_sq_mean = means[_BYTE_SUMS], means[_BYTE_SQUARE_SUMS]
     byte_var = np.multiply(byte_mean, byte_mean)
     np.subtract(byte_sq_mean, byte_var, out=byte_var)
     byte_std = np.sqrt(np.maximum(byte_var, 0.0, out=byte_var), out=byte_var)
@@ -247,9 +315,6 @@ def node_features(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.nd
     # [nodes, 8] (contiguous) as the sum over a node's bytes has always been taken.
     payload_std = _mean_last_axis(np.ascontiguousarray(byte_std.T))
     payload_std /= 255.0
-    column_means = means[:n_cols]
-    column_means -= _MEAN_OFFSET
-    column_means /= _MEAN_SCALE
     extremes = np.empty((3, len(starts)), np.float32)
     np.minimum.reduceat(frame_columns[0], starts, out=extremes[0])  # log_ia min
     np.maximum.reduceat(frame_columns[:2], starts, axis=1, out=extremes[1:])  # log_ia max, jitter max
@@ -258,39 +323,42 @@ def node_features(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.nd
     # No feature counts nodes or frames per ID, and none describes payload content (DLC,
     # byte values): those differ between vehicles (a Spark window holds twice the IDs of a
     # Sonata window) and made every window of an unseen vehicle look anomalous.
-    # Each value is cast to float32 once, as np.stack(..., dtype=float32) casts it.
-    x = np.empty((len(starts), len(NODE_FEATURES)), np.float32)
-    columns = x.T
-    columns[_X_MEAN_COLUMNS] = column_means
-    columns[_X_EXTREME_COLUMNS] = extremes
+    # x's columns as rows, in float64 (the float32 extremes exactly), each value cast to
+    # float32 once, as np.stack(..., dtype=float32) casts it; whole-row copies, where
+    # scattering into x's columns took three fancy-index assignments.
+    columns = means[:_X_WIDTH]
+    columns -= _MEAN_OFFSET
+    columns /= _MEAN_SCALE
+    columns[1:3] = extremes[:2]  # (_X_EXTREME_COLUMNS)
+    columns[4] = extremes[2]
     columns[_X_BYTE_STD_COLUMN] = payload_std
-    return x
+    return np.ascontiguousarray(columns.T, np.float32)
 
 
 def _node_sums(frame_columns: np.ndarray, payload: np.ndarray, node_of: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Per node (columns), float64 sums of each frame column, each byte and each byte's
-    square (rows: frame columns, 8 bytes, 8 squares). A frame column's sums are sequential
-    in frame order (``np.bincount``'s), and byte sums are exact integers, whichever way they
-    are computed: a live window's frames go through one bincount of all quantities (one
-    NumPy call), a capture's through a bincount per frame column and ``_segment_byte_sums``
-    (no float64 copy of every byte)."""
-    n_nodes, n_rows = len(starts), len(frame_columns) + 16
+    square (rows: ``_SUM_ROWS``; the others 0). A frame column's sums are sequential in frame
+    order (``np.bincount``'s), and byte sums are exact integers, whichever way they are
+    computed: a live window's frames go through one bincount of all quantities (one NumPy
+    call), a capture's through a bincount per frame column and ``_segment_byte_sums`` (no
+    float64 copy of every byte)."""
+    n_nodes, n_rows = len(starts), _X_WIDTH + 16
     if len(node_of) <= _ONE_BINCOUNT_MAX_FRAMES:
-        values = np.empty((n_rows, len(node_of)))
+        values = np.empty((len(_SUM_ROWS), len(node_of)))
         values[:-16] = frame_columns
         values[-16:-8] = payload.T
         np.square(values[-16:-8], out=values[-8:])
-        bins = _QUANTITY[:n_rows] * n_nodes + node_of
+        bins = _SUM_ROW_OFFSETS * n_nodes + node_of
         return np.bincount(bins.ravel(), values.ravel(), n_rows * n_nodes).reshape(n_rows, n_nodes)
-    sums = np.empty((n_rows, n_nodes))
-    for row, column in zip(sums, frame_columns):
-        row[:] = np.bincount(node_of, weights=column, minlength=n_nodes)
-    _segment_byte_sums(payload, starts, out=sums[-16:].T)
+    sums = np.zeros((n_rows, n_nodes))
+    for row, column in zip(_X_MEAN_COLUMNS, frame_columns):
+        sums[row] = np.bincount(node_of, weights=column, minlength=n_nodes)
+    _segment_byte_sums(payload, starts, out=sums[_X_WIDTH:].T)
     return sums
 
 
-#: Quantity k of frame i goes to bincount bin k * nodes + node_of[i] (``_node_sums``).
-_QUANTITY = np.arange(64)[:, None]
+#: Quantity k of frame i goes to bincount bin _SUM_ROWS[k] * nodes + node_of[i] (``_node_sums``).
+_SUM_ROW_OFFSETS = _SUM_ROWS[:, None]
 
 
 def _segment_byte_sums(payload: np.ndarray, starts: np.ndarray, out: np.ndarray) -> None:
@@ -327,8 +395,8 @@ def edge_features(e_src: np.ndarray, e_dst: np.ndarray, e_count: np.ndarray, dt_
     e_cnt[:] = e_count
     dt_mean = np.divide(dt_sum, e_cnt, out=stats[1])
     dt_var = dt_sq_sum / e_cnt
-    dt_var -= dt_mean**2
-    np.sqrt(np.maximum(dt_var, 0.0, out=dt_var), out=stats[2])
+    dt_var -= np.square(dt_mean)  # (what dt_mean**2 computes)
+    np.sqrt(np.maximum(dt_var, _F_ZERO, out=dt_var), out=stats[2])
     edge_attr = np.empty((len(e_count), len(EDGE_FEATURES)), np.float32)
     edge_attr[:, :3] = np.log1p(stats, out=stats).T
     edge_attr[:, 3] = e_src == e_dst
@@ -347,7 +415,9 @@ def graph_features(max_share: np.ndarray, per_frame: np.ndarray, n_overdue: np.n
     u = np.empty((len(per_frame), len(GRAPH_FEATURES)), np.float32)
     u[:, 0] = max_share
     u[:, _U_MEAN_COLUMNS] = np.true_divide(means, _U_SCALE)
-    u[:, 5] = np.minimum(n_overdue, _OVERDUE_CLIP) / _OVERDUE_CLIP
+    overdue_share = np.minimum(n_overdue, _F_OVERDUE_CLIP)
+    overdue_share /= _F_OVERDUE_CLIP
+    u[:, 5] = overdue_share
     return u
 
 

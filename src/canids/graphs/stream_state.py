@@ -27,6 +27,7 @@ _TABLE_LIMIT = 1 << 20
 #: ``pace = regular / (regular_us - 0.5)`` (a hair above regular transitions per us) that
 #: needs ``silent * pace`` above this (the margin covers every rounding; see ``n_overdue``).
 _PACE_LIMIT = _OVERDUE_PERIODS * 1e-6 * (1 - 1e-9)
+_HALF_US = np.array(0.5)  # (a 0-d operand: see formulas._operand)
 
 
 class IdHistory:
@@ -101,15 +102,19 @@ class IdHistory:
             self._row_of_big_id.update(zip(ids[new][~in_table[new]].tolist(), rows[new][~in_table[new]].tolist()))
         return rows
 
-    def advance(self, rows: np.ndarray, seen: np.ndarray, regular: np.ndarray, regular_us: np.ndarray, warmup: tuple[np.ndarray, np.ndarray, np.ndarray], last_ts: np.ndarray, last_ia: np.ndarray, last_dlc: np.ndarray, last_word: np.ndarray) -> None:
+    def advance(self, rows: np.ndarray, seen: np.ndarray, regular: np.ndarray, regular_us: np.ndarray, warmup: tuple[np.ndarray, np.ndarray, np.ndarray] | None, last_ts: np.ndarray, last_ia: np.ndarray, last_dlc: np.ndarray, last_word: np.ndarray) -> None:
         """Record a window: per row, its totals after it (frames, regular transitions and
         their microseconds, its warm-up: rolling bits, regular transitions, their
-        microseconds) and its last frame's values."""
-        self.rolling_bits[rows], self.warm_regular[rows], self.warm_regular_us[rows] = warmup
+        microseconds; None: as they were, every row past its warm-up) and its last frame's
+        values."""
+        if warmup is not None:
+            self.rolling_bits[rows], self.warm_regular[rows], self.warm_regular_us[rows] = warmup
         self.seen[rows] = seen
         self.regular[rows] = regular
         self.regular_us[rows] = regular_us
-        self.pace[rows] = regular / (regular_us - 0.5)
+        pace = regular_us - _HALF_US
+        np.divide(regular, pace, out=pace)
+        self.pace[rows] = pace
         self.last_ts[rows] = last_ts
         self.last_ia[rows] = last_ia
         self.last_dlc[rows] = last_dlc
@@ -212,7 +217,13 @@ def payload_entropy_lookup(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:
     eleven whole-array operations on n words, where comparing [n, 7] byte pairs and a matrix
     product cost twice as much. ``dlc`` indexes tables: intp is its fast dtype.
     """
-    words = payload_words(payload) | _ABSENT_WORDS[dlc]
+    return _entropy_table().ravel()[entropy_index(payload_words(payload), dlc)]
+
+
+def entropy_index(words: np.ndarray, dlc: np.ndarray) -> np.ndarray:
+    """Each payload's entry in the flattened ``_entropy_table`` (``payload_entropy_lookup``),
+    from its ``payload_words`` (left as they are) and DLC."""
+    words = words | _ABSENT_WORDS[dlc]
     words.view(np.uint8).reshape(len(words), 8).sort(1)
     pairs = words >> _SHIFT_BYTE
     pairs ^= words
@@ -224,7 +235,7 @@ def payload_entropy_lookup(payload: np.ndarray, dlc: np.ndarray) -> np.ndarray:
     flags *= _GATHER_TOP_BITS
     flags >>= _SHIFT_FLAGS
     flags |= _DLC_ROW[dlc]
-    return _entropy_table().ravel()[flags.view(np.int64)]
+    return flags.view(np.int64)
 
 
 @cache
@@ -236,3 +247,11 @@ def _entropy_table() -> np.ndarray:
     values = np.zeros((bits.shape[0], 8), np.uint8)
     values[:, 1:] = np.cumsum(bits, axis=1)
     return _entropy_rows(values, dlc.reshape(-1).astype(np.uint8)).reshape(256, 128)
+
+
+@cache
+def entropy_table_float32() -> np.ndarray:
+    """``_entropy_table`` flattened and rounded to float32, as a window's per-frame columns
+    hold it (a gather and a copy into their float32 row, no cast; ``np.take(..., out=)``
+    costs three times as much)."""
+    return _entropy_table().ravel().astype(np.float32)

@@ -43,6 +43,9 @@ FORMAT = "canids-streaming-detector/1"
 
 _F32 = np.float32
 _MODELS = ("vgae", "gat")
+#: float32 constants as 0-d arrays: a ufunc takes one without converting a NumPy scalar on
+#: every call (the same dtype, so the same values).
+_F32_ZERO, _F32_NO_PEAK, _F32_TINY = (np.array(v, _F32) for v in (0.0, -3e38, 1e-16))
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,10 @@ class StreamingDetector:
         jumping = [h_gat]
         for k, layer in enumerate(self._layers):
             both = len(layer.models) == 2
-            h_in = np.concatenate([h_vgae, h_gat], 1) if both else (h_vgae if layer.models[0] == "vgae" else h_gat)
+            if both:  # before the first layer, the two models' halves side by side are h itself
+                h_in = h if k == 0 else np.concatenate([h_vgae, h_gat], 1)
+            else:
+                h_in = h_vgae if layer.models[0] == "vgae" else h_gat
             msg = layer.attend(h_in, src, dst, pair, edge_attr, n)
             h_out = h_in + np.maximum(msg, slope * msg)
             if both:
@@ -224,7 +230,7 @@ class StreamingDetector:
         for i, (w, b) in enumerate(self._policy):
             q = q @ w + b
             if i < len(self._policy) - 1:
-                q = np.maximum(q, 0.0)
+                q = np.maximum(q, _F32_ZERO)
         alpha = float(self._alphas[int(q.argmax())])
         return Decision(int(fused_decision(alpha, p_gat, p_vgae, self._decision_threshold, *self._alone)), fused_score(alpha, p_gat, p_vgae), alpha)
 
@@ -234,8 +240,8 @@ class StreamingDetector:
 
     def _layer_norm(self, h: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
         inv_width = _F32(1.0 / h.shape[1])
-        centred = h - h.sum(1, keepdims=True) * inv_width
-        variance = (centred * centred).sum(1, keepdims=True) * inv_width
+        centred = h - np.add.reduce(h, 1, keepdims=True) * inv_width  # (ndarray.sum, without its Python wrapper)
+        variance = np.add.reduce(centred * centred, 1, keepdims=True) * inv_width
         return centred / np.sqrt(variance + self._norm_eps) * weight + bias
 
     def _vgae_score(self, a, h: np.ndarray, x: np.ndarray, u: np.ndarray, n: int, node_vocab) -> float:
@@ -250,7 +256,7 @@ class StreamingDetector:
             peak = logits.max(1)
             log_norm = np.log(np.exp(logits - peak[:, None]).sum(1)) + peak
             node_err += self._id_weight * float((log_norm - logits[np.arange(n), node_vocab]).sum()) / n
-        g = mu.sum(0) * _F32(1.0 / n) @ a["vgae.graph_decoder.0.w"] + a["vgae.graph_decoder.0.b"]
+        g = np.add.reduce(mu, 0) * _F32(1.0 / n) @ a["vgae.graph_decoder.0.w"] + a["vgae.graph_decoder.0.b"]
         diff_u = np.maximum(g, slope * g) @ a["vgae.graph_decoder.1.w"] + a["vgae.graph_decoder.1.b"] - u
         win_err = float(diff_u @ diff_u) / diff_u.size
         scale = a["vgae.score_scale"]
@@ -260,7 +266,7 @@ class StreamingDetector:
         """The GAT's attack probability: jumping knowledge, mean+max pooling, MLP head."""
         slope = self._slope
         jk = np.concatenate(jumping, 1) if len(jumping) > 1 else jumping[0]
-        pooled = np.concatenate([jk.sum(0) * _F32(1.0 / n), jk.max(0), u])
+        pooled = np.concatenate([np.add.reduce(jk, 0) * _F32(1.0 / n), np.maximum.reduce(jk, 0), u])
         z = pooled @ a["gat.head.0.w"] + a["gat.head.0.b"]
         logits = np.maximum(z, slope * z) @ a["gat.head.1.w"] + a["gat.head.1.b"]
         p = 1.0 / (1.0 + math.exp(min(80.0, float(logits[0] - logits[1]))))  # softmax(logits)[1]
@@ -349,13 +355,14 @@ class _StackedConv:
         x_l = both[:, :width]
         e = x_l.take(src, 0) + both[:, width:].take(dst, 0) + edge_attr @ self.edge_w
         logits = np.maximum(e, self.attention_slope * e) @ self.att  # [E, heads]
-        dense = np.full((heads, n * n), -np.inf, dtype=_F32)
+        dense = np.empty((heads, n * n), _F32)
+        dense.fill(-np.inf)
         dense[:, pair] = logits.T
         dense = dense.reshape(heads, n, n)  # [head, dst, src]
-        peak = dense.max(2, keepdims=True)
-        np.maximum(peak, _F32(-3e38), out=peak)  # a node without incoming edges: all weights 0, no message
+        peak = np.maximum.reduce(dense, 2, keepdims=True)  # (ndarray.max, without its Python wrapper)
+        np.maximum(peak, _F32_NO_PEAK, out=peak)  # a node without incoming edges: all weights 0, no message
         weights = np.exp(dense - peak)
-        weights /= weights.sum(2, keepdims=True) + _F32(1e-16)
+        weights /= np.add.reduce(weights, 2, keepdims=True) + _F32_TINY
         out = (weights @ x_l.reshape(n, heads, self.channels).transpose(1, 0, 2)).transpose(1, 0, 2).reshape(n, width)
         if self.keep is not None:
             out = out.take(self.keep, 1)
