@@ -66,7 +66,7 @@ GRAPH_FRAME_COLUMNS = ("fast", "jitter", "new_id", "rate_violation", "stalled")
 _LOG_IA_SCALE = _LOG_IA_MAX - _LOG_IA_MIN
 #: Where the means, the extremes and the byte spread go among ``x``'s columns (NODE_FEATURES).
 _X_MEAN_COLUMNS, _X_EXTREME_COLUMNS, _X_BYTE_STD_COLUMN = np.array([0, 3, 5, 6, 7, 9, 10]), np.array([1, 2, 4]), 8
-_X_WIDTH = 11
+_X_WIDTH = len(NODE_FEATURES)
 assert _X_EXTREME_COLUMNS.tolist() == [1, 2, 4], "node_features copies the extremes into rows 1-2 and 4"
 #: A node's NODE_FRAME_COLUMNS means become features as (mean - offset) / scale (float64; an
 #: offset 0 / scale 1 leaves a mean's bits as they are), one row per column of ``x`` (0 / 1
