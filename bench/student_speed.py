@@ -144,7 +144,7 @@ def main() -> int:
     if raw_dir is not None:
         captures = [read_capture(p) for p in sorted((raw_dir / split).iterdir()) if p.suffix in (".csv", ".gz", ".parquet")]
         result["student"]["end_to_end_frames_per_s"] = round(end_to_end_frames_per_s(detectors["student"], captures, max(1, args.repeats // 2)))
-        result["student"]["streaming_end_to_end_frames_per_s"] = round(streaming_end_to_end_frames_per_s(StreamingDetector.from_detector(detectors["student"]), captures, 1))
+        result["student"]["streaming_end_to_end_frames_per_s"] = round(streaming_end_to_end_frames_per_s(StreamingDetector.from_detector(detectors["student"]), captures, args.repeats))
         result["end_to_end_frames"] = sum(len(c) for c in captures)
     result["targets"] = targets(result)
     print(json.dumps(result))
@@ -162,6 +162,8 @@ def targets(result: dict) -> list[dict]:
     ]
     if "end_to_end_frames_per_s" in student:
         rows.append(("student end to end from raw frames >= 450 k frames/s", student["end_to_end_frames_per_s"] >= 450_000))
+    if "streaming_end_to_end_frames_per_s" in student:
+        rows.append(("student window by window from raw frames (builder + runtime) >= 500 k frames/s", student["streaming_end_to_end_frames_per_s"] >= 500_000))
     if "fusion_f1" in student and "fusion_f1" in teacher:
         rows.append(("student fusion F1 within 0.02 of the teacher's", abs(student["fusion_f1"] - teacher["fusion_f1"]) <= 0.02))
     return [{"target": name, "met": bool(met)} for name, met in rows]
