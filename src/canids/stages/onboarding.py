@@ -98,7 +98,7 @@ def onboarded_vgae(vgae: VGAE, vehicle: VehicleCalibration) -> VGAE:
     return model.eval()
 
 
-def onboard(vgae: VGAE, gat: GATClassifier, policy: QNetwork, calibration: VGAECalibration, graphs: GraphSet, budget_per_hour: float, captures: list[dict] | None = None) -> VehicleCalibration:
+def onboard(vgae: VGAE, gat: GATClassifier, policy: QNetwork, graphs: GraphSet, budget_per_hour: float, captures: list[dict] | None = None) -> VehicleCalibration:
     """Recalibrate the detector to the vehicle whose attack-free windows are ``graphs``."""
     attack = graphs.y.numpy() != 0
     if attack.any():
