@@ -107,7 +107,7 @@ _F_MIN_IA, _F_WARMUP, _F_STALE_ID, _F_FAST_IA = (_operand(v) for v in (_MIN_IA_S
 _F_LOG_IA_MIN, _F_LOG_IA_MAX, _F_NEUTRAL_LOG_IA, _F_JITTER_CLIP = (_operand(v) for v in (_LOG_IA_MIN, _LOG_IA_MAX, _NEUTRAL_LOG_IA, _JITTER_CLIP))
 _F_REGULAR_JITTER, _F_ZERO, _F_ONE, _F_MICROS_PER_S, _F_MS_PER_S = (_operand(v) for v in (_REGULAR_JITTER, 0.0, 1.0, 1e6, 1e3))
 _F_OVERDUE_CLIP = _operand(_OVERDUE_CLIP)
-_I_PERIOD_WARMUP, _I_ROLLING_WARMUP, _I_ONE = (_operand(v, np.int64) for v in (_PERIOD_WARMUP, _ROLLING_WARMUP, 1))
+_I_PERIOD_WARMUP, _I_ROLLING_WARMUP, _I_ZERO, _I_ONE = (_operand(v, np.int64) for v in (_PERIOD_WARMUP, _ROLLING_WARMUP, 0, 1))
 _I_FIVE, _I_PERIODIC_REGULAR, _I_PERCENT, _I_RATE_PERCENT = (_operand(v, np.int64) for v in (5, 4 * (_PERIOD_WARMUP - 1), 100, _RATE_VIOLATION_PERCENT))
 #: A DLC's least (1): uint8 like a capture's DLCs, so that a maximum keeps any DLC array's dtype.
 _U8_ONE = _operand(1, np.uint8)

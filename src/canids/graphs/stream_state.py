@@ -17,7 +17,7 @@ from functools import cache
 import numpy as np
 
 from canids.graphs.build import _entropy_rows
-from canids.graphs.formulas import _ALL_BITS, _OVERDUE_PERIODS, can_be_late, inter_arrival, overdue, payload_words, recent
+from canids.graphs.formulas import _ALL_BITS, _OVERDUE_PERIODS, _operand, can_be_late, inter_arrival, overdue, payload_words, recent
 from canids.graphs.vocab import Vocabulary
 
 #: IDs below this find their row in a direct table (11-bit standard IDs, and extended IDs up
@@ -27,7 +27,7 @@ _TABLE_LIMIT = 1 << 20
 #: ``pace = regular / (regular_us - 0.5)`` (a hair above regular transitions per us) that
 #: needs ``silent * pace`` above this (the margin covers every rounding; see ``n_overdue``).
 _PACE_LIMIT = _OVERDUE_PERIODS * 1e-6 * (1 - 1e-9)
-_HALF_US = np.array(0.5)  # (a 0-d operand: see formulas._operand)
+_HALF_US = _operand(0.5)
 
 
 class IdHistory:

@@ -20,6 +20,8 @@ from functools import cache
 import numpy as np
 
 from canids.graphs.formulas import (
+    _I_ONE,
+    _I_ZERO,
     _PERIOD_WARMUP,
     _ROLLING_WARMUP,
     GRAPH_FRAME_COLUMNS,
@@ -46,7 +48,6 @@ assert NODE_FRAME_COLUMNS == ("log_ia", "jitter", "changed", "byte_change", "ent
 assert GRAPH_FRAME_COLUMNS == ("fast", "jitter", "new_id", "rate_violation", "stalled"), GRAPH_FRAME_COLUMNS
 #: Past this many frames, every ID of a window is past its warm-up (``formulas.warmup_parts``).
 _WARMUP_FRAMES = max(_PERIOD_WARMUP, _ROLLING_WARMUP)
-_ZERO, _ONE = np.array(0, np.intp), np.array(1, np.intp)  # 0-d operands (formulas._operand)
 
 
 def window_graph(history: IdHistory, t0: float, timestamp: np.ndarray, can_id: np.ndarray, dlc: np.ndarray, payload: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -103,7 +104,7 @@ def _frame_features(history: IdHistory, rows: np.ndarray, starts: np.ndarray, no
     seen = history.seen[rows]
     n_before = (seen - starts)[node]
     n_before += position
-    has_prev, has_prev2 = n_before > _ZERO, n_before > _ONE
+    has_prev, has_prev2 = n_before > _I_ZERO, n_before > _I_ONE
     ia = inter_arrival(ts - _previous(ts, shift, starts, history.last_ts[rows]))
     log_ia, jitter, fast, new_id = timing_features(ia, _previous(ia, shift, starts, history.last_ia[rows]), has_prev, has_prev2, ts - t0)
     diff_words = words ^ _previous(words, shift, starts, history.last_word[rows])
