@@ -26,6 +26,16 @@ if TYPE_CHECKING:
     from canids.data.onboarding import OnboardingSource
 
 log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log ``message`` the first time this process meets it: building a DAG checks every
+    dataset's layout once per rule that reads it, and a dry run printed each skipped split
+    a dozen times."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
 
 DATA_ROOT_ENV = "CAN_DATA_ROOT"
 #: can-train-and-test split directories, in their canonical order (canids.shape).
@@ -156,7 +166,7 @@ class DatasetSpec:
                 raise MissingDataError(self._missing_message(problem))
             else:
                 skipped[split] = problem
-                log.warning("dataset %s: skipping optional split %s: %s", self.name, split, problem)
+                _warn_once(f"dataset {self.name}: skipping optional split {split}: {problem}")
         return Layout(present, skipped)
 
     def capture_files(self, digest: Callable[[Path], str] = sha256_file) -> list[CaptureFile]:
