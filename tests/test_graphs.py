@@ -268,6 +268,23 @@ def test_stable_order_and_factorize_agree_with_numpy():
         np.testing.assert_array_equal(keys[first][codes], keys)  # every key maps to a representative equal to it
 
 
+def test_mean_over_the_last_axis_is_numpys_mean_bit_for_bit():
+    """The window and node means divide by the count in the values' dtype, where np.mean
+    divides float32 sums by an intp count in float64: the same bits, on values spanning
+    every magnitude the features take and on every count a window can have."""
+    from canids.graphs.formulas import _mean_last_axis
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for n in (1, 3, 8, 100, 1000, 4096, 100_000):
+            values = (rng.standard_normal((max(1, 400_000 // n), n)) * 10.0 ** rng.uniform(-8, 8, (1, n))).astype(dtype)
+            mine, numpys = _mean_last_axis(values), values.mean(axis=-1)
+            assert mine.dtype == numpys.dtype == dtype
+            np.testing.assert_array_equal(mine.view(np.uint8), numpys.view(np.uint8))
+        stacked = rng.random((7, 5, 100)).astype(dtype)  # graph_features' [windows, columns, frames]
+        np.testing.assert_array_equal(_mean_last_axis(stacked), stacked.mean(axis=-1))
+
+
 @pytest.mark.parametrize("size,stride", [(100, 100), (64, 16)])
 def test_history_violations_equal_frame_by_frame_loops(size, stride):
     """Rate violations, stalled counters and overdue IDs are what walking the frames with a

@@ -12,6 +12,8 @@ in the last bit), and every sum adds the same numbers in the same order in both 
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 from canids.graphs.features import EDGE_FEATURES, GRAPH_FEATURES, NODE_FEATURES
@@ -422,6 +424,20 @@ def graph_features(max_share: np.ndarray, per_frame: np.ndarray, n_overdue: np.n
 
 
 def _mean_last_axis(values: np.ndarray) -> np.ndarray:
-    """``values.mean(axis=-1)`` computed as ``np.mean`` computes it, without its Python overhead."""
-    means = np.add.reduce(values, axis=-1)
-    return np.true_divide(means, np.intp(values.shape[-1]), out=means, casting="unsafe")
+    """``values.mean(axis=-1)`` of a float array, bit for bit, without ``np.mean``'s overhead.
+
+    ``np.mean`` divides its sums by an ``intp`` count, so float32 sums go through a float64
+    division and a cast back (a buffered, casting loop: 5x the cost of the division on a live
+    window). Dividing by the count in the sums' own dtype gives the same bits: for float32 the
+    float64 quotient rounded to float32 is the correctly rounded float32 quotient (53 >= 2 x 24
+    + 2 bits make double rounding innocuous for a division, Figueroa 1995), and for float64
+    the count converts exactly either way.
+    """
+    means = np.add.reduce(values, -1)
+    return np.divide(means, _count(means.dtype, values.shape[-1]), means)
+
+
+@cache
+def _count(dtype: np.dtype, n: int) -> np.ndarray:
+    """``n`` as a 0-d array of ``dtype`` (a ufunc operand, ``_operand``), made once per pair."""
+    return _operand(n, dtype)
