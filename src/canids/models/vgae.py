@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GATv2Conv
 
+from canids.graphs.features import GRAPH_FEATURES, VIOLATION_GRAPH_FEATURES
 from canids.models import lean
 from canids.models.negatives import negative_sampling
 from canids.settings import VGAEArchitecture
@@ -45,10 +46,18 @@ class VGAEConfig:
     edge_weight: float
     kl_weight: float
     graph_weight: float
+    #: The window features (columns of ``u``) it reconstructs and scores; None: all of them
+    #: (checkpoints written before ``VIOLATION_GRAPH_FEATURES``).
+    window_columns: tuple[int, ...] | None = None
 
     @classmethod
     def of(cls, arch: VGAEArchitecture, *, node_dim: int, edge_dim: int, graph_dim: int, vocab_size: int) -> "VGAEConfig":
-        return cls(node_dim=node_dim, edge_dim=edge_dim, graph_dim=graph_dim, vocab_size=vocab_size, **asdict(arch))
+        return cls(node_dim=node_dim, edge_dim=edge_dim, graph_dim=graph_dim, vocab_size=vocab_size, window_columns=violation_columns(graph_dim), **asdict(arch))
+
+    @property
+    def window_dim(self) -> int:
+        """How many window features the graph decoder reconstructs."""
+        return self.graph_dim if self.window_columns is None else len(self.window_columns)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,7 +75,7 @@ class VGAE(nn.Module):
         self.logvar = nn.Linear(width, cfg.latent)
         self.feature_decoder = nn.Sequential(nn.Linear(cfg.latent, width), nn.LeakyReLU(_SLOPE), nn.Linear(width, cfg.node_dim))
         self.id_decoder = nn.Linear(cfg.latent, cfg.vocab_size) if cfg.id_weight > 0 else None
-        self.graph_decoder = nn.Sequential(nn.Linear(cfg.latent, width), nn.LeakyReLU(_SLOPE), nn.Linear(width, cfg.graph_dim))
+        self.graph_decoder = nn.Sequential(nn.Linear(cfg.latent, width), nn.LeakyReLU(_SLOPE), nn.Linear(width, cfg.window_dim))
         # Typical (median) node and window reconstruction errors of normal traffic, set after
         # training by ``calibrate``; the anomaly score is expressed relative to them.
         self.register_buffer("score_scale", torch.ones(2))
@@ -96,7 +105,7 @@ class VGAE(nn.Module):
         """Training loss terms (sampled latent)."""
         feat = F.mse_loss(out["x_hat"], batch.x)
         ident = F.cross_entropy(out["id_logits"], batch.node_vocab) if out["id_logits"] is not None else feat.new_zeros(())
-        graph = F.mse_loss(out["u_hat"], batch.u)
+        graph = F.mse_loss(out["u_hat"], window_targets(batch, self.cfg))
         z = out["z"]
         pos = batch.edge_index
         if pos.shape[1] > 0:
@@ -132,7 +141,20 @@ def window_errors(batch, out: dict[str, torch.Tensor], cfg: VGAEConfig) -> tuple
     if out["id_logits"] is not None:
         node_err = node_err + cfg.id_weight * F.cross_entropy(out["id_logits"], batch.node_vocab, reduction="none")
     per_window = lean.mean_pool(node_err.unsqueeze(-1), batch.batch, size).squeeze(-1)
-    return per_window, ((out["u_hat"] - batch.u) ** 2).mean(-1)
+    return per_window, ((out["u_hat"] - window_targets(batch, cfg)) ** 2).mean(-1)
+
+
+def window_targets(batch, cfg: VGAEConfig) -> torch.Tensor:
+    """The window features the VGAE reconstructs (``VGAEConfig.window_columns``) of each window."""
+    return batch.u if cfg.window_columns is None else batch.u[:, list(cfg.window_columns)]
+
+
+def violation_columns(graph_dim: int) -> tuple[int, ...] | None:
+    """Columns of ``VIOLATION_GRAPH_FEATURES`` in a ``u`` of ``graph_dim`` columns (None where
+    ``u`` is not ``GRAPH_FEATURES``: then every column is a target)."""
+    if graph_dim != len(GRAPH_FEATURES):
+        return None
+    return tuple(GRAPH_FEATURES.index(f) for f in VIOLATION_GRAPH_FEATURES)
 
 
 def window_score(batch, out: dict[str, torch.Tensor], model: "VGAE") -> torch.Tensor:

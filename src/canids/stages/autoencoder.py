@@ -28,6 +28,12 @@ class VGAEModule(L.LightningModule):
         self.batch_size = settings.batch_size
         self.teacher = teacher.eval() if teacher is not None else None
         self.kd_alpha = kd_alpha
+        columns = [None if c.window_columns is None else tuple(c.window_columns) for c in (cfg, teacher.cfg if teacher is not None else cfg)]
+        if columns[0] != columns[1]:
+            raise ValueError(
+                f"distillation: the teacher VGAE reconstructs window features {teacher.cfg.window_columns or 'all'}, the student {cfg.window_columns or 'all'}; "
+                "retrain the teacher with this version (its checkpoint predates VIOLATION_GRAPH_FEATURES)"
+            )
 
     def train_dataloader(self):
         return window_loader(self.train_set, self.train_index, self.batch_size, shuffle=True, seed=self.settings.seed + self.current_epoch)

@@ -77,7 +77,10 @@ class StreamingDetector:
         self._decision_threshold = float(meta.get("decision_threshold", F1_OPTIMAL))  # exports older than the false-alarm budget: 0.5
         self._alone = (float(meta.get("vgae_alone", NEVER)), float(meta.get("gat_alone", NEVER)))  # older exports: never alone
         self.uses_vocab = "input.vocab_table" in a or "vgae.id_decoder.w" in a
-        self._dims = (a["input.w"].shape[0], self._layers[0].edge_w.shape[0] if self._layers else 0, a["vgae.graph_decoder.1.w"].shape[1])
+        #: The window features the VGAE scores (``VGAEConfig.window_columns``; older exports: all).
+        self._window_columns = None if meta.get("vgae_window_columns") is None else np.asarray(meta["vgae_window_columns"], np.intp)
+        graph_dim = a["vgae.graph_decoder.1.w"].shape[1] if self._window_columns is None else int(meta["graph_dim"])
+        self._dims = (a["input.w"].shape[0], self._layers[0].edge_w.shape[0] if self._layers else 0, graph_dim)
         #: The training vocabulary's CAN IDs: ``Vocabulary(can_ids)`` builds windows for this detector.
         self.can_ids = a["vocab.can_ids"]
 
@@ -138,6 +141,8 @@ class StreamingDetector:
             "decision_threshold": float(detector.thresholds.fusion),
             "vgae_alone": float(detector.thresholds.vgae_alone),
             "gat_alone": float(detector.thresholds.gat_alone),
+            "graph_dim": int(vgae.cfg.graph_dim),
+            "vgae_window_columns": None if vgae.cfg.window_columns is None else [int(c) for c in vgae.cfg.window_columns],
         }
         return cls(arrays, meta)
 
@@ -257,7 +262,7 @@ class StreamingDetector:
             log_norm = np.log(np.exp(logits - peak[:, None]).sum(1)) + peak
             node_err += self._id_weight * float((log_norm - logits[np.arange(n), node_vocab]).sum()) / n
         g = np.add.reduce(mu, 0) * _F32(1.0 / n) @ a["vgae.graph_decoder.0.w"] + a["vgae.graph_decoder.0.b"]
-        diff_u = np.maximum(g, slope * g) @ a["vgae.graph_decoder.1.w"] + a["vgae.graph_decoder.1.b"] - u
+        diff_u = np.maximum(g, slope * g) @ a["vgae.graph_decoder.1.w"] + a["vgae.graph_decoder.1.b"] - (u if self._window_columns is None else u.take(self._window_columns))
         win_err = float(diff_u @ diff_u) / diff_u.size
         scale = a["vgae.score_scale"]
         return float(_F32(max(node_err / float(scale[0]), 1e-12) * max(win_err / float(scale[1]), 1e-12)))
