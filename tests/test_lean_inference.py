@@ -96,3 +96,27 @@ def test_models_give_the_same_outputs_through_both_paths(monkeypatch):
         lean_logits, lean_score = gat(batch), window_score(batch, vgae(batch, sample=False), vgae)
     assert torch.allclose(lean_logits, pyg_logits, atol=1e-5)
     assert torch.allclose(lean_score, pyg_score, rtol=1e-4)
+
+
+def test_the_vgae_scores_window_violations_not_the_vehicles_schedule():
+    """A window's largest-ID share is set by the vehicle's schedule (an unseen vehicle's normal
+    windows moved 28x in VGAE score on it alone): the VGAE neither reconstructs nor scores it,
+    while a violation feature (fast repeats) still moves the score. Checkpoints written before
+    (window_columns None) keep scoring every column."""
+    from canids.graphs.features import VIOLATION_GRAPH_FEATURES
+    from canids.models.vgae import window_errors
+
+    torch.manual_seed(0)
+    cfg = VGAEConfig.of(VGAEArchitecture(), node_dim=len(NODE_FEATURES), edge_dim=len(EDGE_FEATURES), graph_dim=len(GRAPH_FEATURES), vocab_size=3)
+    assert [GRAPH_FEATURES[c] for c in cfg.window_columns] == VIOLATION_GRAPH_FEATURES and "max_count_share" not in VIOLATION_GRAPH_FEATURES
+    model = VGAE(cfg).eval()
+    batch = random_graphs(4, seed=2)
+    with torch.no_grad():
+        out = model(batch, sample=False)
+        before = window_errors(batch, out, cfg)[1]
+        batch.u[:, GRAPH_FEATURES.index("max_count_share")] += 0.5
+        assert torch.equal(window_errors(batch, out, cfg)[1], before)
+        batch.u[:, GRAPH_FEATURES.index("fast_repeat_share")] += 0.5
+        assert (window_errors(batch, out, cfg)[1] != before).all()
+        old = dataclasses.replace(cfg, window_columns=None)
+        assert VGAE(old).graph_decoder[2].out_features == len(GRAPH_FEATURES)
