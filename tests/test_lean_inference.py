@@ -120,3 +120,21 @@ def test_the_vgae_scores_window_violations_not_the_vehicles_schedule():
         assert (window_errors(batch, out, cfg)[1] != before).all()
         old = dataclasses.replace(cfg, window_columns=None)
         assert VGAE(old).graph_decoder[2].out_features == len(GRAPH_FEATURES)
+
+
+def test_distilling_from_a_teacher_that_scores_other_window_features_is_refused():
+    """A student learns to reconstruct what its teacher reconstructs: a teacher whose VGAE scores every
+    window feature (a checkpoint from before VIOLATION_GRAPH_FEATURES) cannot teach one that does not.
+    Columns read back as a list (checkpoint, JSON) compare equal to the tuple they were written as."""
+    import numpy as np
+
+    from canids.stages.autoencoder import VGAEModule
+    from canids.stages.trainer import TrainSettings
+
+    cfg = VGAEConfig.of(VGAEArchitecture(), node_dim=len(NODE_FEATURES), edge_dim=len(EDGE_FEATURES), graph_dim=len(GRAPH_FEATURES), vocab_size=3)
+    assert VGAEConfig(**{**cfg.to_dict(), "window_columns": list(cfg.window_columns)}) == cfg
+    settings = TrainSettings(epochs=1, batch_size=8, learning_rate=1e-3, weight_decay=0.0, patience=1, seed=0, optimize_batch_size=False, batch_size_max_trials=1, accelerator="cpu", monitor="val_score", monitor_mode="min")
+    empty = np.zeros(0, np.int64)
+    VGAEModule(cfg, None, empty, None, empty, settings, teacher=VGAE(cfg), kd_alpha=0.5)  # the same columns: accepted
+    with pytest.raises(ValueError, match="distillation: the teacher VGAE reconstructs window features all"):
+        VGAEModule(cfg, None, empty, None, empty, settings, teacher=VGAE(dataclasses.replace(cfg, window_columns=None)), kd_alpha=0.5)

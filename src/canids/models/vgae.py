@@ -50,6 +50,12 @@ class VGAEConfig:
     #: (checkpoints written before ``VIOLATION_GRAPH_FEATURES``).
     window_columns: tuple[int, ...] | None = None
 
+    def __post_init__(self) -> None:
+        # A checkpoint or a JSON file may hand the columns back as a list: one form, so that
+        # two configs compare by value.
+        if self.window_columns is not None:
+            self.window_columns = tuple(int(c) for c in self.window_columns)
+
     @classmethod
     def of(cls, arch: VGAEArchitecture, *, node_dim: int, edge_dim: int, graph_dim: int, vocab_size: int) -> "VGAEConfig":
         return cls(node_dim=node_dim, edge_dim=edge_dim, graph_dim=graph_dim, vocab_size=vocab_size, window_columns=violation_columns(graph_dim), **asdict(arch))

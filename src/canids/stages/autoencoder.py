@@ -28,8 +28,7 @@ class VGAEModule(L.LightningModule):
         self.batch_size = settings.batch_size
         self.teacher = teacher.eval() if teacher is not None else None
         self.kd_alpha = kd_alpha
-        columns = [None if c.window_columns is None else tuple(c.window_columns) for c in (cfg, teacher.cfg if teacher is not None else cfg)]
-        if columns[0] != columns[1]:
+        if teacher is not None and teacher.cfg.window_columns != cfg.window_columns:
             raise ValueError(
                 f"distillation: the teacher VGAE reconstructs window features {teacher.cfg.window_columns or 'all'}, the student {cfg.window_columns or 'all'}; "
                 "retrain the teacher with this version (its checkpoint predates VIOLATION_GRAPH_FEATURES)"
