@@ -121,7 +121,7 @@ def test_simulated_failures_make_exactly_one_detector_wrong(graphs):
     score = torch.as_tensor(np.where(y == 1, 1000.0, 1.0))
     p_gat = torch.as_tensor(np.where(y == 1, 0.99, 0.01))
     p_vgae = calibration.probability(score).float()
-    out = DetectorOutputs(score.numpy(), p_vgae.numpy(), p_gat.numpy(), fusion_state(score, p_vgae, p_gat, 30.0).numpy())
+    out = DetectorOutputs(score.numpy(), p_vgae.numpy(), p_gat.numpy(), fusion_state(score, p_vgae, p_gat, 30.0).numpy(), np.ones(len(y)))
     sim, labels = simulate_detector_failures(out, val, np.arange(len(val)), calibration, 0.5, np.random.default_rng(0))
     gat_right = (sim.p_gat >= 0.5) == (labels == 1)
     vgae_right = (sim.p_vgae >= 0.5) == (labels == 1)

@@ -27,6 +27,7 @@ from canids.stages.detector import Detector
 from canids.settings import DQNArchitecture, GATArchitecture, VGAEArchitecture
 from canids.stages.fusion_rule import STATE_FEATURES, VGAECalibration
 from canids.stages.streaming import StreamingDetector, window_arrays
+from canids.stages.thresholds import DecisionThresholds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -291,6 +292,29 @@ def test_runtime_decides_as_the_detector(windows, vgae_kw, gat_kw):
     flags = assert_same_decisions(detector, runtime, graphs)
     assert 0 < flags.sum() < len(flags), "the comparison must cover both decisions"
     assert np.array_equal(runtime.decide_graphs(graphs), detector.detect_graphs(graphs))
+
+
+def test_runtime_decides_as_the_detector_on_another_vehicles_windows(captures):
+    """With the familiarity rule on (``DecisionThresholds.familiar_id_share``), windows whose CAN
+    IDs the vocabulary partly lacks are decided by the VGAE alone, by the runtime as by the
+    detector; the runtime then needs each node's vocabulary index."""
+    from canids.graphs.vocab import Vocabulary, known_id_share
+
+    tests, vocab = captures
+    partial = Vocabulary(vocab.can_ids[::2])  # another vehicle shares half the IDs
+    graphs = build_graphs(tests, partial, window_size=100)
+    known = known_id_share(graphs.node_vocab.numpy(), graphs.node_ptr.numpy())
+    share = float(np.median(known))
+    assert 0 < (known < share).sum() < len(graphs), "windows on both sides of the share"
+    detector = random_detector(graphs, partial, *STUDENT, seed=7)
+    detector = dataclasses.replace(detector, thresholds=DecisionThresholds(fusion=0.5, vgae=0.55, gat=0.5, false_alarms_per_hour=10.0, vgae_alone=0.9, familiar_id_share=share))
+    runtime = StreamingDetector.from_detector(detector)
+    assert runtime.uses_vocab
+    flags = assert_same_decisions(detector, runtime, graphs)
+    assert 0 < flags.sum() < len(flags)
+    x, edge_index, edge_attr, u = next(window_arrays(graphs))
+    with pytest.raises(ValueError, match=r"pass node_vocab \[\d+\]"):
+        runtime.decide(x, edge_index, edge_attr, u)
 
 
 def test_node_without_incoming_edges_gets_no_message(windows):

@@ -112,8 +112,9 @@ def test_the_fusion_is_ranked_by_the_score_it_decides_with():
     t = DecisionThresholds(fusion=0.5, vgae=0.5, gat=0.5, false_alarms_per_hour=10.0, vgae_alone=0.65)
     score = t.decision_score(fused, p_vgae, p_gat)
     assert np.array_equal(score >= 1, t.flagged(fused, p_vgae, p_gat))
-    # without an alone threshold (F1-optimal ones, NEVER) it is the fused score over its threshold
-    assert np.array_equal(DecisionThresholds().decision_score(fused, p_vgae, p_gat), fused / 0.5)
+    # without an alone threshold (F1-optimal ones, NEVER) it is the fused score over its threshold,
+    # capped by the surer detector over its own
+    assert np.array_equal(DecisionThresholds().decision_score(fused, p_vgae, p_gat), np.minimum(fused / 0.5, np.maximum(p_vgae, p_gat) / 0.5))
 
     class Graphs:  # what split_metrics reads of a GraphSet
         attack_types = ["normal", "dos"]
@@ -121,7 +122,7 @@ def test_the_fusion_is_ranked_by_the_score_it_decides_with():
         t_start = torch.arange(n, dtype=torch.float64) * 0.05
         capture = torch.zeros(n, dtype=torch.long)
 
-    out = DetectorOutputs(p_vgae, p_vgae, p_gat, np.zeros((n, 7), np.float32))
+    out = DetectorOutputs(p_vgae, p_vgae, p_gat, np.zeros((n, 7), np.float32), np.ones(n))
     pred = SplitPredictions(y=y, scores={"vgae": p_vgae, "gat": p_gat, "fusion": fused}, decisions={}, alpha=np.full(n, 0.5), fused=fused)
     metrics = split_metrics(at_thresholds(pred, out, t), Graphs())
     assert metrics["fusion"]["f1"] == 1.0 and metrics["fusion"]["auroc"] == 1.0
@@ -144,3 +145,58 @@ def test_the_vgae_learns_from_every_normal_window_except_those_next_to_an_attack
     assert index.tolist() == [0, 4, 7, 8, 9]
     with pytest.raises(ValueError, match="no normal training windows"):
         attack_free_index(SimpleNamespace(y=torch.ones(2, dtype=torch.long), capture=torch.zeros(2, dtype=torch.long), t_start=torch.arange(2.0)))
+
+
+def test_an_alarm_needs_a_detector_that_raised_it():
+    """A fused score over its threshold from two detectors each under their own is no evidence
+    either of them has: not an alarm. One detector over its own threshold makes it one."""
+    t = DecisionThresholds(fusion=0.5, vgae=0.8, gat=0.7, false_alarms_per_hour=10.0)
+    p_vgae = np.array([0.6, 0.85, 0.6, 0.6], np.float32)
+    p_gat = np.array([0.6, 0.3, 0.75, 0.6], np.float32)
+    fused = np.array([0.6, 0.6, 0.6, 0.4], np.float32)
+    assert t.flagged(fused, p_vgae, p_gat).tolist() == [False, True, True, False]
+    # the fused score still vetoes: a detector over its threshold is outvoted below the fused one
+    assert not t.flagged(np.float32(0.4), np.float32(0.85), np.float32(0.3))
+
+
+def test_another_vehicles_windows_are_decided_by_the_vgae_alone():
+    """Below ``familiar_id_share`` known CAN IDs the GAT's alarm is not enough, and the VGAE's
+    is, whatever the policy weighs: torch, NumPy and one window's floats decide alike, and the
+    decision score ranks as they decide."""
+    from canids.graphs.vocab import known_id_share, window_known_id_share
+
+    t = DecisionThresholds(fusion=0.5, vgae=0.6, gat=0.5, false_alarms_per_hour=10.0, vgae_alone=0.9, familiar_id_share=0.9)
+    # windows of 10 nodes with 10, 9 (exactly the share) and 8 known IDs, and one of 3 with none
+    node_vocab = np.r_[np.arange(1, 11), [0] + list(range(1, 10)), [0, 0] + list(range(1, 9)), [0, 0, 0]]
+    ptr = np.array([0, 10, 20, 30, 33])
+    known = known_id_share(node_vocab, ptr)
+    assert known.tolist() == [1.0, 0.9, 0.8, 0.0]
+    assert [window_known_id_share(node_vocab[a:b]) for a, b in zip(ptr[:-1], ptr[1:])] == known.tolist()
+    cases = {  # (fused, p_vgae, p_gat): expected on a familiar window, on an unfamiliar one
+        "GAT sure, VGAE silent": ((0.9, 0.2, 0.99), (True, False)),
+        "VGAE over its threshold, fused under": ((0.3, 0.7, 0.01), (False, True)),
+        "VGAE beyond every normal score": ((0.1, 0.95, 0.01), (True, True)),
+        "both silent": ((0.2, 0.3, 0.1), (False, False)),
+    }
+    for (fused, p_vgae, p_gat), (on_familiar, on_other) in cases.values():
+        f, v, g = (np.full(4, x, np.float32) for x in (fused, p_vgae, p_gat))
+        expected = [on_familiar, on_familiar, on_other, on_other]
+        assert t.flagged(f, v, g, known).tolist() == expected
+        by_torch = t.flagged(torch.as_tensor(f), torch.as_tensor(v), torch.as_tensor(g), torch.as_tensor(known))
+        assert by_torch.tolist() == expected
+        assert [bool(t.flagged(float(a), float(b), float(c), k)) for a, b, c, k in zip(f, v, g, known.tolist())] == expected
+        assert ((t.decision_score(f, v, g, known) >= 1) == np.array(expected)).all()
+    # 0 (checkpoints from before the rule): every window is familiar
+    old = DecisionThresholds(fusion=0.5, vgae=0.6, gat=0.5)
+    assert old.flagged(np.full(4, 0.9, np.float32), np.full(4, 0.2, np.float32), np.full(4, 0.99, np.float32), known).all()
+
+
+def test_metrics_say_how_the_fusion_leaned_on_each_detector():
+    from canids.stages.evaluation import SplitPredictions, reliance
+
+    alpha = np.array([0.0, 0.25, 0.5, 0.75, 1.0, 1.0])
+    familiar = np.array([True, True, True, True, True, False])
+    pred = SplitPredictions(y=np.zeros(6, np.int64), scores={}, decisions={}, alpha=alpha, familiar=familiar)
+    # weights under 0.5 and another vehicle's window (whatever its weight) lean on the VGAE
+    assert reliance(pred) == {"unfamiliar_share": 1 / 6, "leaned_on": {"vgae": 3 / 6, "gat": 2 / 6, "even": 1 / 6}}
+    assert reliance(SplitPredictions(y=np.zeros(0, np.int64), scores={}, decisions={}, alpha=np.zeros(0))) == {"unfamiliar_share": None, "leaned_on": None}

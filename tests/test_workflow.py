@@ -189,7 +189,7 @@ def test_deployable_detector_reproduces_evaluation_decisions(tiny_run):
     assert thresholds.fusion >= 0.5 and payload["decision_thresholds"]["false_alarms_per_hour"] == 10.0
     out = detector_outputs(vgae, VGAECalibration(**payload["calibration"]), gat, graphs)
     _, fused, _ = fused_predictions(q_net, out)
-    expected = thresholds.flagged(fused, out.p_vgae, out.p_gat).astype(np.int64)
+    expected = out.flagged(fused, thresholds).astype(np.int64)
     assert np.array_equal(detector.detect_graphs(graphs, batch_size=64), expected)
     metrics = load_json(run / "teacher/evaluation/metrics.json")["splits"]["test_01_known_vehicle_known_attack"]["fusion"]
     assert int(expected.sum()) == metrics["confusion"]["tp"] + metrics["confusion"]["fp"]

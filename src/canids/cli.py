@@ -336,9 +336,8 @@ def _onboard(args: argparse.Namespace) -> int:
             return 1
         captures.append(capture)
         records.append({"name": Path(path).name, "path": str(Path(path).resolve()), "sha256": sha256_file(path), "frames": len(capture)})
-    budget = detector.thresholds.false_alarms_per_hour
     try:
-        vehicle = onboard(detector.vgae, detector.gat, detector.policy, build_graphs(captures, detector.vocab, detector.window_size), budget if budget is not None else float("inf"), records)
+        vehicle = onboard(detector.vgae, detector.gat, detector.policy, build_graphs(captures, detector.vocab, detector.window_size), detector.thresholds, records)
     except OnboardingError as err:
         print(f"FAILED: {err}", file=sys.stderr)
         return 1

@@ -186,6 +186,12 @@ class FusionSettings:
         exclusiveMinimum=0,
         maximum=1_000_000,
     )
+    familiar_id_share: float = setting(
+        0.9,
+        "a window with a smaller share of its CAN IDs in the training vocabulary is another vehicle's, and the VGAE decides it alone at its own threshold (the GAT is a classifier out of its domain there); 0 trusts the fusion on every window",
+        minimum=0,
+        maximum=1,
+    )
     model: DQNArchitecture = setting(DQNArchitecture(), "Q-network architecture")
 
 

@@ -64,3 +64,19 @@ def build_vocabulary(captures: list[Capture]) -> Vocabulary:
     present = np.zeros(int(ids.max()) + 1, bool)
     present[ids] = True
     return Vocabulary(can_ids=np.flatnonzero(present).astype(np.int64))
+
+
+def known_id_share(node_vocab: np.ndarray, node_ptr: np.ndarray) -> np.ndarray:
+    """Per window (nodes ``node_ptr[i]:node_ptr[i+1]``), the share of its CAN IDs that are in the
+    vocabulary, float64: 1 on the traffic of the vehicle the vocabulary came from, low on another
+    vehicle's (``canids.stages.fusion_rule.familiar``). Unknown IDs injected by an attack lower it
+    too; such windows are then judged by the anomaly detector alone, which sees new IDs anyway.
+    """
+    known = np.r_[0, np.cumsum(np.asarray(node_vocab) != UNKNOWN_INDEX, dtype=np.int64)]
+    ptr = np.asarray(node_ptr, np.int64)
+    return (known[ptr[1:]] - known[ptr[:-1]]) / np.maximum(np.diff(ptr), 1)
+
+
+def window_known_id_share(node_vocab: np.ndarray) -> float:
+    """``known_id_share`` of one window's nodes, as a Python float (the same float64 division)."""
+    return np.count_nonzero(node_vocab != UNKNOWN_INDEX) / max(len(node_vocab), 1)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from canids.data.frames import Capture
 from canids.graphs.build import build_graphs
 from canids.graphs.graphset import GraphSet
-from canids.graphs.vocab import Vocabulary
+from canids.graphs.vocab import Vocabulary, known_id_share
 from canids.models.dqn import QNetwork
 from canids.shape import DETECTOR_STAGES, file_name
 from canids.models.gat import GATClassifier
@@ -74,7 +74,8 @@ class Detector:
         state = fusion_state(score, p_vgae, p_gat, self.calibration.threshold)
         alpha = self.policy.alphas()[self.policy(state).argmax(-1)]
         t = self.thresholds
-        return fused_decision(alpha, p_gat, p_vgae, t.fusion, t.vgae_alone, t.gat_alone).long(), fused_score(alpha, p_gat, p_vgae), alpha
+        known = torch.as_tensor(known_id_share(batch.node_vocab.numpy(), batch.ptr.numpy()))
+        return fused_decision(alpha, p_gat, p_vgae, t.fusion, t.vgae_alone, t.gat_alone, **t.rule(known)).long(), fused_score(alpha, p_gat, p_vgae), alpha
 
     def onboarded(self, vehicle: "VehicleCalibration") -> "Detector":
         """This detector recalibrated to a vehicle it never saw (``canids.stages.onboarding``); this one is untouched."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from canids.graphs.graphset import GraphSet
 from canids.stages.fusion_apply import DetectorOutputs, fused_predictions, logistic_regression_proba
-from canids.stages.fusion_rule import F1_OPTIMAL
+from canids.stages.fusion_rule import F1_OPTIMAL, familiar
 from canids.stages.metrics import binary_metrics, confusion, traffic_hours
 from canids.stages.thresholds import DecisionThresholds
 
@@ -33,6 +33,8 @@ class SplitPredictions:
     alpha: np.ndarray
     #: the policy's fused score, before any threshold (what the thresholds apply to)
     fused: np.ndarray | None = None
+    #: per window, whether it is the training vehicle's traffic (``fusion_rule.familiar``); None: all are
+    familiar: np.ndarray | None = None
 
 
 def predict_split(out: DetectorOutputs, graphs: GraphSet, q_net, logreg: dict, thresholds: DecisionThresholds = DecisionThresholds(), fixed_alpha: float = 0.5) -> SplitPredictions:
@@ -57,10 +59,11 @@ def at_thresholds(pred: SplitPredictions, out: DetectorOutputs, thresholds: Deci
     that does not decide (set_01's unseen vehicle: fused score 0.977, decisions made by a
     score of AUROC 0.9997)."""
     vgae, gat, fusion = MODELS
-    detectors = {vgae: out.p_vgae >= thresholds.vgae, gat: out.p_gat >= thresholds.gat, fusion: thresholds.flagged(pred.fused, out.p_vgae, out.p_gat)}
+    detectors = {vgae: out.p_vgae >= thresholds.vgae, gat: out.p_gat >= thresholds.gat, fusion: out.flagged(pred.fused, thresholds)}
     decisions = {**detectors, **{name: d for name, d in pred.decisions.items() if name not in detectors}}
-    scores = {**pred.scores, fusion: thresholds.decision_score(pred.fused, out.p_vgae, out.p_gat)}
-    return replace(pred, decisions=decisions, scores=scores)
+    scores = {**pred.scores, fusion: thresholds.decision_score(pred.fused, out.p_vgae, out.p_gat, out.known_id_share)}
+    known = familiar(out.known_id_share, thresholds.familiar_id_share) if thresholds.familiar_id_share > 0 else np.ones(len(out.known_id_share), bool)
+    return replace(pred, decisions=decisions, scores=scores, familiar=known)
 
 
 def capture_hours(graphs: GraphSet) -> float:
@@ -88,4 +91,20 @@ def split_metrics(pred: SplitPredictions, graphs: GraphSet) -> dict:
         m["confusion"] = confusion(pred.y, decision)
         result[model] = m
     result["fusion"]["mean_alpha"] = float(pred.alpha.mean()) if len(pred.alpha) else float("nan")
+    result["fusion"].update(reliance(pred))
     return result
+
+
+def reliance(pred: SplitPredictions) -> dict:
+    """How the fusion decided a split's windows: the share it left to the VGAE alone because
+    they were another vehicle's (``unfamiliar_share``), and the share of all windows on which it
+    leaned on each detector (``leaned_on``: the policy's weight below 0.5 leans on the VGAE, above
+    on the GAT; another vehicle's windows lean on the VGAE)."""
+    n = len(pred.alpha)
+    if n == 0:
+        return {"unfamiliar_share": None, "leaned_on": None}
+    known = pred.familiar if pred.familiar is not None else np.ones(n, bool)
+    alpha = np.asarray(pred.alpha)
+    gat = known & (alpha > 0.5)
+    vgae = ~known | (alpha < 0.5)
+    return {"unfamiliar_share": float((~known).mean()), "leaned_on": {"vgae": float(vgae.mean()), "gat": float(gat.mean()), "even": float((~vgae & ~gat).mean())}}

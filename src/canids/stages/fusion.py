@@ -104,7 +104,7 @@ def simulate_detector_failures(out: DetectorOutputs, graphs: GraphSet, index: np
     host, donor, label, gat_wrong = (np.concatenate(v) for v in (hosts, donors, labels, wrong_gat))
     score = np.where(gat_wrong, out.vgae_score[host], out.vgae_score[donor])
     p_gat = np.where(gat_wrong, out.p_gat[donor], out.p_gat[host])
-    return outputs_from(torch.as_tensor(score), torch.as_tensor(p_gat), calibration), label
+    return outputs_from(torch.as_tensor(score), torch.as_tensor(p_gat), calibration, out.known_id_share[host]), label
 
 
 def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: FusionSettings, *, seed: int, teacher: QNetwork | None = None, kd_alpha: float = 0.0, calibration: VGAECalibration | None = None, resume_dir: Path | None = None) -> FusionResult:
@@ -148,6 +148,9 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
     alphas = q_net.alphas()
     state_t = torch.as_tensor(out.state)
     p_gat, p_vgae = torch.as_tensor(out.p_gat), torch.as_tensor(out.p_vgae)
+    # rewards and validation decide by the one rule at the F1-optimal thresholds
+    f1_optimal = DecisionThresholds.f1_optimal(s.familiar_id_share)
+    known_t = torch.as_tensor(out.known_id_share)
     y_t = torch.as_tensor(y)
     w_t = torch.as_tensor(weight)
 
@@ -181,7 +184,7 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
             greedy = q_net(state_t[envs]).argmax(-1).numpy()
         explore = rng.random(len(envs)) < eps
         actions = np.where(explore, rng.integers(0, cfg.n_actions, len(envs)), greedy)
-        decision = fused_decision(alphas[actions], p_gat[envs], p_vgae[envs])
+        decision = fused_decision(alphas[actions], p_gat[envs], p_vgae[envs], **f1_optimal.rule(known_t[envs]))
         correct = (decision == y_t[envs]).float()
         reward = ((2 * correct - 1) * w_t[envs]).numpy()
         nxt = next_of[envs]
@@ -213,12 +216,12 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
         if step % s.target_update == 0:
             target.load_state_dict(q_net.state_dict())
         if step % s.eval_every == 0 or step == s.steps:
-            pred, _, alpha = fused_predictions(q_net, eval_out.subset(val_idx))
+            pred, _, alpha = fused_predictions(q_net, eval_out.subset(val_idx), f1_optimal)
             f1 = binary_metrics(y[val_idx], pred)["f1"]
             point = {"step": step, "epsilon": round(eps, 4), "loss": float(loss.detach()), "val_f1": f1, "mean_alpha": float(alpha.mean())}
             key = (f1,)
             if select_out is not None and len(select_y):
-                point["simulated_failures_f1"] = binary_metrics(select_y, fused_predictions(q_net, select_out)[0])["f1"]
+                point["simulated_failures_f1"] = binary_metrics(select_y, fused_predictions(q_net, select_out, f1_optimal)[0])["f1"]
                 key = (f1, point["simulated_failures_f1"])
             curve.append(point)
             if key > best[0]:
@@ -234,13 +237,13 @@ def train_fusion(out: DetectorOutputs, graphs: GraphSet, cfg: DQNConfig, s: Fusi
 
     val_out = eval_out.subset(val_idx)
     yv = y[val_idx]
-    pred, fused, alpha = fused_predictions(q_net, val_out)
+    pred, fused, alpha = fused_predictions(q_net, val_out, f1_optimal)
     fusion_f1 = binary_metrics(yv, pred, fused)["f1"]
     gat_f1 = binary_metrics(yv, val_out.p_gat >= F1_OPTIMAL)["f1"]
     vgae_f1 = binary_metrics(yv, val_out.p_vgae >= F1_OPTIMAL)["f1"]
     hours = traffic_hours(graphs.t_start.numpy()[val_idx], graphs.capture.numpy()[val_idx])
-    thresholds = DecisionThresholds.for_budget(fused, val_out.p_vgae, val_out.p_gat, yv == 0, hours, s.false_alarms_per_hour)
-    at_budget = binary_metrics(yv, thresholds.flagged(fused, val_out.p_vgae, val_out.p_gat), hours=hours)
+    thresholds = DecisionThresholds.for_budget(fused, val_out.p_vgae, val_out.p_gat, yv == 0, hours, s.false_alarms_per_hour, s.familiar_id_share)
+    at_budget = binary_metrics(yv, val_out.flagged(fused, thresholds), hours=hours)
     logreg = fit_logistic_regression(out.state[train_idx], y[train_idx], seed=seed)
     return FusionResult(
         q_net=q_net,

@@ -9,8 +9,9 @@ without the runtime importing torch.
 
 The rule: action ``a`` of the DQN selects a fusion weight ``alpha``; the fused attack score is
 ``alpha * p_gat + (1 - alpha) * p_vgae``; a window is flagged when it reaches the decision
-threshold (0.5, or higher where a false-alarm budget put it), or when one detector alone is
-beyond every score it gave attack-free traffic (``flagged``).
+threshold (0.5, or higher where a false-alarm budget put it) and one detector raised it at its own
+threshold, or when the VGAE alone is beyond every score it gave attack-free traffic. On a window
+whose CAN IDs the models mostly never saw (another vehicle), the VGAE decides alone (``flagged``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["F1_OPTIMAL", "NEVER", "Ops", "SCALAR", "flagged", "STATE_FEATURES", "VGAECalibration", "fused_decision", "fused_score", "fusion_state", "log_spread", "torch_ops"]
+__all__ = ["F1_OPTIMAL", "NEVER", "Ops", "SCALAR", "familiar", "flagged", "STATE_FEATURES", "VGAECalibration", "fused_decision", "fused_score", "fusion_state", "log_spread", "torch_ops"]
 
 #: What the DQN sees of a window: both detectors' views, nothing else (see ``fusion_state``).
 STATE_FEATURES = ("p_vgae", "p_gat", "vgae_log_ratio", "gat_logit", "disagreement", "agree", "gat_entropy")
@@ -146,20 +147,59 @@ F1_OPTIMAL = 0.5
 NEVER = 2.0
 
 
-def flagged(score: Any, p_gat: Any, p_vgae: Any, threshold: float = F1_OPTIMAL, vgae_alone: float = NEVER, gat_alone: float = NEVER) -> Any:
-    """The one decision rule: the fused ``score`` reaches ``threshold``, or a detector is surer
-    than it ever was on attack-free traffic (``vgae_alone``; ``gat_alone`` is kept for symmetry
-    and set to NEVER, see ``canids.stages.thresholds``).
-
-    The second part is what keeps fusion from discarding evidence. The policy learnt on
-    validation, where a VGAE alarm the GAT contradicts was a false alarm; on a vehicle or an
-    attack the GAT never saw, the VGAE is the only detector that fires, and the policy trusted
-    the silent one (set_01's unseen vehicle, onboarded: VGAE F1 0.99, fusion 0.33). The VGAE
-    beyond every score it gave normal traffic is never outvoted.
+def familiar(known_id_share: Any, familiar_id_share: float) -> Any:
+    """Whether a window is traffic of the vehicle the models trained on: at least
+    ``familiar_id_share`` of its CAN IDs (nodes) are in the training vocabulary
+    (``canids.graphs.vocab.known_id_share``). 0 makes every window familiar (checkpoints from
+    before the rule). Both shares are float64, so torch, NumPy and the runtime's Python floats agree.
     """
-    return (score >= threshold) | (p_vgae >= vgae_alone) | (p_gat >= gat_alone)
+    return known_id_share >= familiar_id_share
 
 
-def fused_decision(alpha: Any, p_gat: Any, p_vgae: Any, threshold: float = F1_OPTIMAL, vgae_alone: float = NEVER, gat_alone: float = NEVER) -> Any:
-    """``flagged`` for the fused score of weight ``alpha``."""
-    return flagged(fused_score(alpha, p_gat, p_vgae), p_gat, p_vgae, threshold, vgae_alone, gat_alone)
+def flagged(
+    score: Any, p_gat: Any, p_vgae: Any, threshold: float = F1_OPTIMAL, vgae_alone: float = NEVER, gat_alone: float = NEVER, *,
+    vgae: float = F1_OPTIMAL, gat: float = F1_OPTIMAL, known_id_share: Any = 1.0, familiar_id_share: float = 0.0,
+) -> Any:
+    """The one decision rule.
+
+    On a familiar window (``familiar``): the fused ``score`` reaches ``threshold`` and a detector
+    raised the alarm at its own threshold (``vgae``, ``gat``), or the VGAE is surer than it ever
+    was on attack-free traffic (``vgae_alone``; ``gat_alone`` is kept for symmetry and set to
+    NEVER, see ``canids.stages.thresholds``). On any other window: the VGAE at ``vgae``, alone.
+
+    Why each part:
+    - The VGAE beyond every normal score is never outvoted. The policy learnt on validation, where
+      a VGAE alarm the GAT contradicts was a false alarm; on a vehicle or an attack the GAT never
+      saw, the VGAE is the only detector that fires, and the policy trusted the silent one
+      (set_01's unseen vehicle, onboarded: VGAE F1 0.99, fusion 0.33).
+    - An alarm needs a detector that raised it: a fused score over its threshold from two
+      detectors each under theirs is no evidence either has (a synthetic student: 6 such false
+      alarms on the known vehicle where neither detector had one).
+    - On another vehicle the GAT is a classifier out of its domain: its lone alarms were false
+      (hcrl_sa's Spark: fusion 17 false positives where the VGAE alone had 3, the GAT 209; set_01's
+      unseen vehicle: 12 where the VGAE had 2), while the VGAE's threshold comes from normal
+      traffic and transfers. A window is unfamiliar by its IDs, something any vehicle shows:
+      a known vehicle's normal windows have every ID in the vocabulary, another vehicle's
+      0-77 % of them.
+    """
+    vgae_raised = p_vgae >= vgae
+    own = ((score >= threshold) & (vgae_raised | (p_gat >= gat))) | (p_vgae >= vgae_alone) | (p_gat >= gat_alone)
+    if familiar_id_share <= 0:
+        return own
+    return _where(familiar(known_id_share, familiar_id_share), own, vgae_raised)
+
+
+def _where(condition: Any, a: Any, b: Any) -> Any:
+    """Per element ``a`` where ``condition`` holds, else ``b``: tensors, arrays or one window's bools."""
+    if isinstance(condition, (bool, np.bool_)):
+        return a if condition else b
+    if isinstance(condition, np.ndarray):
+        return np.where(condition, a, b)
+    import torch
+
+    return torch.where(condition, a, b)
+
+
+def fused_decision(alpha: Any, p_gat: Any, p_vgae: Any, threshold: float = F1_OPTIMAL, vgae_alone: float = NEVER, gat_alone: float = NEVER, **rule: Any) -> Any:
+    """``flagged`` for the fused score of weight ``alpha`` (``rule``: its keyword arguments)."""
+    return flagged(fused_score(alpha, p_gat, p_vgae), p_gat, p_vgae, threshold, vgae_alone, gat_alone, **rule)

@@ -37,7 +37,7 @@ from canids.models.gat import GATClassifier
 from canids.models.vgae import VGAE
 from canids.stages.autoencoder import calibrate_scores, score_windows, transfer_floor
 from canids.stages.curriculum import predict_proba
-from canids.stages.fusion_apply import DetectorOutputs, fused_predictions, outputs_from
+from canids.stages.fusion_apply import DetectorOutputs, fused_predictions, outputs_from, window_known_id_shares
 from canids.stages.fusion_rule import VGAECalibration
 from canids.stages.metrics import traffic_hours
 from canids.stages.thresholds import DecisionThresholds
@@ -98,8 +98,10 @@ def onboarded_vgae(vgae: VGAE, vehicle: VehicleCalibration) -> VGAE:
     return model.eval()
 
 
-def onboard(vgae: VGAE, gat: GATClassifier, policy: QNetwork, graphs: GraphSet, budget_per_hour: float, captures: list[dict] | None = None) -> VehicleCalibration:
-    """Recalibrate the detector to the vehicle whose attack-free windows are ``graphs``."""
+def onboard(vgae: VGAE, gat: GATClassifier, policy: QNetwork, graphs: GraphSet, zero_shot: DecisionThresholds, captures: list[dict] | None = None) -> VehicleCalibration:
+    """Recalibrate the detector to the vehicle whose attack-free windows are ``graphs``, under
+    the false-alarm budget and decision rule of its ``zero_shot`` thresholds (a checkpoint without
+    a budget: no threshold is raised)."""
     attack = graphs.y.numpy() != 0
     if attack.any():
         names = sorted({graphs.capture_names[c] for c in graphs.capture.numpy()[attack]})
@@ -111,10 +113,11 @@ def onboard(vgae: VGAE, gat: GATClassifier, policy: QNetwork, graphs: GraphSet, 
     scores = score_windows(model, graphs)
     hours = traffic_hours(graphs.t_start.numpy(), graphs.capture.numpy())
     vehicle_calibration = vehicle_threshold(scores)
-    outputs = outputs_from(torch.as_tensor(scores), torch.as_tensor(predict_proba(gat, graphs)), vehicle_calibration)
+    outputs = outputs_from(torch.as_tensor(scores), torch.as_tensor(predict_proba(gat, graphs)), vehicle_calibration, window_known_id_shares(graphs))
     _, fused, _ = fused_predictions(policy, outputs)
     normal = np.ones(len(graphs), bool)
-    thresholds = DecisionThresholds.for_budget(fused, outputs.p_vgae, outputs.p_gat, normal, hours, budget_per_hour)
+    budget = zero_shot.false_alarms_per_hour if zero_shot.false_alarms_per_hour is not None else float("inf")
+    thresholds = DecisionThresholds.for_budget(fused, outputs.p_vgae, outputs.p_gat, normal, hours, budget, zero_shot.familiar_id_share)
     scale = model.score_scale.tolist()
     return VehicleCalibration((float(scale[0]), float(scale[1])), vehicle_calibration, thresholds, len(graphs), hours, list(captures or []))
 
@@ -144,7 +147,7 @@ def onboarded_outputs(vgae: VGAE, vehicle: VehicleCalibration, graphs: GraphSet,
     """Both detectors' outputs on ``graphs`` as the onboarded detector sees them: the VGAE scored
     anew, the GAT's probabilities taken from the zero-shot outputs (onboarding never changes it)."""
     model = onboarded_vgae(vgae, vehicle)
-    return outputs_from(torch.as_tensor(score_windows(model, graphs)), torch.as_tensor(zero_shot.p_gat), vehicle.calibration)
+    return outputs_from(torch.as_tensor(score_windows(model, graphs)), torch.as_tensor(zero_shot.p_gat), vehicle.calibration, zero_shot.known_id_share)
 
 
 def read_vehicle(path: str | Path, fusion_checkpoint_sha256: str, split: str | None = None) -> VehicleCalibration:

@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from canids.util import atomic_path
+from canids.graphs.vocab import window_known_id_share
 from canids.stages.fusion_rule import F1_OPTIMAL, NEVER, SCALAR, VGAECalibration, fused_decision, fused_score, fusion_state
+from canids.stages.thresholds import DecisionThresholds
 
 if TYPE_CHECKING:  # the runtime itself never imports torch
     from canids.graphs.graphset import GraphSet
@@ -74,9 +76,13 @@ class StreamingDetector:
         self._alphas = a["policy.alphas"].astype(np.float64)
         self._threshold = float(meta["threshold"])
         self._calibration = VGAECalibration(self._threshold, float(meta["log_scale"]))
-        self._decision_threshold = float(meta.get("decision_threshold", F1_OPTIMAL))  # exports older than the false-alarm budget: 0.5
-        self._alone = (float(meta.get("vgae_alone", NEVER)), float(meta.get("gat_alone", NEVER)))  # older exports: never alone
-        self.uses_vocab = "input.vocab_table" in a or "vgae.id_decoder.w" in a
+        if "decision_thresholds" in meta:
+            self._thresholds = DecisionThresholds(**meta["decision_thresholds"])
+        else:  # older exports: the fused threshold (0.5 before the false-alarm budget), no familiarity rule
+            self._thresholds = DecisionThresholds(fusion=float(meta.get("decision_threshold", F1_OPTIMAL)), vgae_alone=float(meta.get("vgae_alone", NEVER)), gat_alone=float(meta.get("gat_alone", NEVER)))
+        #: whether ``decide`` needs each node's vocabulary index: the models embed or reconstruct
+        #: CAN IDs, or the decision rule asks how many of a window's IDs are known
+        self.uses_vocab = "input.vocab_table" in a or "vgae.id_decoder.w" in a or self._thresholds.familiar_id_share > 0
         #: The window features the VGAE scores (``VGAEConfig.window_columns``; older exports: all).
         self._window_columns = None if meta.get("vgae_window_columns") is None else np.asarray(meta["vgae_window_columns"], np.intp)
         graph_dim = a["vgae.graph_decoder.1.w"].shape[1] if self._window_columns is None else int(meta["graph_dim"])
@@ -138,9 +144,7 @@ class StreamingDetector:
             "policy_layers": len(policy_linears),
             "threshold": float(detector.calibration.threshold),
             "log_scale": float(detector.calibration.log_scale),
-            "decision_threshold": float(detector.thresholds.fusion),
-            "vgae_alone": float(detector.thresholds.vgae_alone),
-            "gat_alone": float(detector.thresholds.gat_alone),
+            "decision_thresholds": detector.thresholds.to_dict(),
             "graph_dim": int(vgae.cfg.graph_dim),
             "vgae_window_columns": None if vgae.cfg.window_columns is None else [int(c) for c in vgae.cfg.window_columns],
         }
@@ -190,7 +194,8 @@ class StreamingDetector:
 
         ``x`` [n, node_dim] float32; ``edge_index`` [2, E] local node indices, each (src, dst)
         pair once (as ``build_graphs`` makes them); ``edge_attr`` [E, edge_dim]; ``u``
-        [graph_dim]; ``node_vocab`` [n] only when the models use CAN-ID vocabulary indices.
+        [graph_dim]; ``node_vocab`` [n] each node's index in ``Vocabulary(can_ids)``, needed
+        when ``uses_vocab`` (the models use it, or the decision rule counts known IDs).
         """
         a, slope = self.arrays, self._slope
         u = u.reshape(-1)
@@ -201,7 +206,7 @@ class StreamingDetector:
                 f"expected x [n, {self._dims[0]}], edge_index [2, E], edge_attr [E, {self._dims[1]}], u [{self._dims[2]}]"
             )
         if self.uses_vocab and (node_vocab is None or node_vocab.shape != (n,)):
-            raise ValueError(f"this detector uses CAN-ID vocabulary indices: pass node_vocab [{n}] (each node's index in Vocabulary(can_ids)), got {None if node_vocab is None else node_vocab.shape}")
+            raise ValueError(f"this detector uses CAN-ID vocabulary indices: pass node_vocab [{n}] (each node's index in Vocabulary(can_ids), as WindowGraph.arrays() gives), got {None if node_vocab is None else node_vocab.shape}")
         src, dst = edge_index[0], edge_index[1]
         pair = dst * n + src  # position of each edge in a flattened n x n attention matrix
         h = x @ a["input.w"] + a["input.b"]
@@ -237,7 +242,9 @@ class StreamingDetector:
             if i < len(self._policy) - 1:
                 q = np.maximum(q, _F32_ZERO)
         alpha = float(self._alphas[int(q.argmax())])
-        return Decision(int(fused_decision(alpha, p_gat, p_vgae, self._decision_threshold, *self._alone)), fused_score(alpha, p_gat, p_vgae), alpha)
+        t = self._thresholds
+        known = window_known_id_share(node_vocab) if t.familiar_id_share > 0 else 1.0
+        return Decision(int(fused_decision(alpha, p_gat, p_vgae, t.fusion, t.vgae_alone, t.gat_alone, **t.rule(known))), fused_score(alpha, p_gat, p_vgae), alpha)
 
     def decide_graphs(self, graphs: "GraphSet") -> np.ndarray:
         """Decisions for every window of a ``GraphSet``, one window at a time (what a vehicle does)."""

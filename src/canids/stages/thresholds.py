@@ -14,6 +14,9 @@ discards the anomaly detector when it is surer than it ever was on normal traffi
 With little validation traffic the budget allows no false alarm at all (three minutes at 10 per
 hour is half an alarm), and the threshold then sits above the highest normal score, halfway to
 the next higher score.
+
+The thresholds also carry ``familiar_id_share``: below that share of known CAN IDs a window is
+another vehicle's and the VGAE decides it alone at its own threshold (``fusion_rule.flagged``).
 """
 
 from __future__ import annotations
@@ -64,31 +67,48 @@ class DecisionThresholds:
     #: it never saw (alone, it added 69 and 22 false alarms on hcrl_sa's unseen vehicles and
     #: 42 on set_02 test_01); the VGAE is the detector calibrated against normal traffic
     gat_alone: float = NEVER
+    #: below this share of its CAN IDs in the training vocabulary a window is another vehicle's,
+    #: decided by the VGAE alone (``fusion_rule.familiar``); 0: every window is familiar
+    #: (checkpoints from before the rule)
+    familiar_id_share: float = 0.0
 
     @classmethod
-    def f1_optimal(cls) -> "DecisionThresholds":
-        return cls()
+    def f1_optimal(cls, familiar_id_share: float = 0.0) -> "DecisionThresholds":
+        return cls(familiar_id_share=familiar_id_share)
+
+    def at_f1_optimal(self) -> "DecisionThresholds":
+        """The F1-optimal thresholds under the same rule (the alternative evaluation reports)."""
+        return self.f1_optimal(self.familiar_id_share)
 
     @classmethod
-    def for_budget(cls, fused: np.ndarray, p_vgae: np.ndarray, p_gat: np.ndarray, normal: np.ndarray, hours: float, budget_per_hour: float) -> "DecisionThresholds":
+    def for_budget(cls, fused: np.ndarray, p_vgae: np.ndarray, p_gat: np.ndarray, normal: np.ndarray, hours: float, budget_per_hour: float, familiar_id_share: float = 0.0) -> "DecisionThresholds":
         """Each threshold from the same normal windows (``normal``: a boolean mask) and traffic time."""
         fusion, vgae, gat = (budget_threshold(np.asarray(v)[normal], v, hours, budget_per_hour) for v in (fused, p_vgae, p_gat))
         vgae_alone = budget_threshold(np.asarray(p_vgae)[normal], p_vgae, hours, 0.0)
-        return cls(fusion, vgae, gat, false_alarms_per_hour=float(budget_per_hour), vgae_alone=vgae_alone)
+        return cls(fusion, vgae, gat, false_alarms_per_hour=float(budget_per_hour), vgae_alone=vgae_alone, familiar_id_share=float(familiar_id_share))
 
-    def flagged(self, fused: Any, p_vgae: Any, p_gat: Any) -> Any:
+    def rule(self, known_id_share: Any = 1.0) -> dict[str, Any]:
+        """``fusion_rule.flagged``'s keyword arguments at these thresholds, for windows with these shares of known IDs."""
+        return {"vgae": self.vgae, "gat": self.gat, "known_id_share": known_id_share, "familiar_id_share": self.familiar_id_share}
+
+    def flagged(self, fused: Any, p_vgae: Any, p_gat: Any, known_id_share: Any = 1.0) -> Any:
         """Which windows the fused detector flags (``fusion_rule.flagged`` at these thresholds)."""
-        return flagged(fused, p_gat, p_vgae, self.fusion, self.vgae_alone, self.gat_alone)
+        return flagged(fused, p_gat, p_vgae, self.fusion, self.vgae_alone, self.gat_alone, **self.rule(known_id_share))
 
-    def decision_score(self, fused: np.ndarray, p_vgae: np.ndarray, p_gat: np.ndarray) -> np.ndarray:
-        """One score per window that ranks as the fused detector decides: each output over its
-        threshold, the largest of those (an "alone" threshold only where it can be reached),
-        so a window is flagged where this score reaches 1 (up to rounding at the boundary;
-        decisions come from ``flagged``). AUROC and AUPRC of the fusion are computed on it."""
-        score = np.asarray(fused, np.float64) / self.fusion
-        for values, alone in ((p_vgae, self.vgae_alone), (p_gat, self.gat_alone)):
+    def decision_score(self, fused: np.ndarray, p_vgae: np.ndarray, p_gat: np.ndarray, known_id_share: Any = 1.0) -> np.ndarray:
+        """One score per window that ranks as the fused detector decides, flagged where it reaches 1
+        (up to rounding at the boundary; decisions come from ``flagged``): on a familiar window the
+        fused score over its threshold, capped by the larger detector over its own (an alarm needs
+        one), or the VGAE over its "alone" threshold where that can be reached, whichever is larger;
+        on another vehicle's window the VGAE over its threshold. AUROC and AUPRC of the fusion are
+        computed on it."""
+        v, g = np.asarray(p_vgae, np.float64), np.asarray(p_gat, np.float64)
+        score = np.minimum(np.asarray(fused, np.float64) / self.fusion, np.maximum(v / self.vgae, g / self.gat))
+        for values, alone in ((v, self.vgae_alone), (g, self.gat_alone)):
             if alone <= 1.0:
-                score = np.maximum(score, np.asarray(values, np.float64) / alone)
+                score = np.maximum(score, values / alone)
+        if self.familiar_id_share > 0:
+            score = np.where(np.asarray(known_id_share) >= self.familiar_id_share, score, v / self.vgae)
         return score
 
     @classmethod

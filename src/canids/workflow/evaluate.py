@@ -12,7 +12,6 @@ from canids.shape import STAGES, VALIDATION
 from canids.stages.evaluation import MODELS, at_thresholds, predict_split, split_metrics
 from canids.stages.fusion_apply import detector_outputs
 from canids.stages.onboarding import VehicleCalibration, onboarded_outputs
-from canids.stages.thresholds import DecisionThresholds
 from canids.stages.plots import plot_confusion, plot_curves, plot_training_curves
 from canids.stages.trainer import configure_threads
 from canids.util import atomic_write_json
@@ -43,7 +42,7 @@ def run(job: Job) -> dict:
         out = outs[split] = detector_outputs(vgae, calibration, gat, graphs)
         preds[split] = predict_split(out, graphs, q_net, fus_payload["logreg"], thresholds)
         results[split] = split_metrics(preds[split], graphs)
-        alternative = split_metrics(at_thresholds(preds[split], out, DecisionThresholds.f1_optimal()), graphs)
+        alternative = split_metrics(at_thresholds(preds[split], out, thresholds.at_f1_optimal()), graphs)
         f1_optimal[split] = {m: {k: alternative[m][k] for k in ALTERNATIVE_METRICS} for m in MODELS}
         f1 = " ".join(f"{m}={_f1_text(results[split][m])}" for m in MODELS)
         print(f"[evaluation] {dataset}/{variant} {split}: windows={len(graphs)} attack={graphs.n_attack} f1 {f1}", file=sys.stderr)
@@ -57,7 +56,7 @@ def run(job: Job) -> dict:
         onboarded[split] = split_metrics(predict_split(out, tests[split], q_net, fus_payload["logreg"], vehicle.thresholds), tests[split])
         zero_shot = _f1_text(results[split]["fusion"])
         print(f"[evaluation] {dataset}/{variant} {split} onboarded: f1 " + " ".join(f"{m}={_f1_text(onboarded[split][m])}" for m in MODELS) + f" (zero-shot fusion {zero_shot})", file=sys.stderr)
-    atomic_write_json(job.output("metrics"), json_safe({"dataset": dataset, "variant": variant, "study": {"run": job.run, "seed": job.settings.training.seed}, "thresholds": {"false_alarm_budget": thresholds.to_dict(), "f1_optimal": DecisionThresholds.f1_optimal().to_dict()}, "splits": results, "f1_optimal": f1_optimal, "onboarded": onboarded, "skipped_splits": pre.data["metrics"].get("skipped_splits", {})}))
+    atomic_write_json(job.output("metrics"), json_safe({"dataset": dataset, "variant": variant, "study": {"run": job.run, "seed": job.settings.training.seed}, "thresholds": {"false_alarm_budget": thresholds.to_dict(), "f1_optimal": thresholds.at_f1_optimal().to_dict()}, "splits": results, "f1_optimal": f1_optimal, "onboarded": onboarded, "skipped_splits": pre.data["metrics"].get("skipped_splits", {})}))
     test_preds = {k: v for k, v in preds.items() if k != VALIDATION}
     plot_curves(test_preds or preds, job.output("roc_pr_curves"))
     plot_confusion(test_preds or preds, job.output("confusion_matrices"))

@@ -30,7 +30,6 @@ def run(job: Job) -> dict:
     dataset, variant = job.dataset, job.variant
     trained = load_trained(job)
     pre, models = trained.preprocess, trained.manifests
-    budget = trained.thresholds.false_alarms_per_hour
     sets, _ = load_graphsets(pre.artifact("train_graphs"))
     files = pre.data["data_fingerprint"].get("files", [])
     vehicles = {}
@@ -39,7 +38,7 @@ def run(job: Job) -> dict:
         if name not in sets:
             continue
         captures = [{k: f.get(k) for k in ("name", "source", "sha256", "frames")} for f in files if f.get("split") == name]
-        vehicle = onboard(trained.vgae, trained.gat, trained.policy, sets[name], budget if budget is not None else float("inf"), captures)
+        vehicle = onboard(trained.vgae, trained.gat, trained.policy, sets[name], trained.thresholds, captures)
         vehicles[split] = vehicle.to_dict()
         print(f"[onboarding] {dataset}/{variant} {split}: {vehicle.n_windows} attack-free windows ({vehicle.hours * 60:.1f} min) from {', '.join(c['source'] + '/' + c['name'] for c in captures)}; VGAE score scale {vehicle.score_scale[0]:.4g}/{vehicle.score_scale[1]:.4g}, thresholds {vehicle.thresholds.to_dict()}", file=sys.stderr)
     if not vehicles:
