@@ -74,7 +74,7 @@ class Detector:
         state = fusion_state(score, p_vgae, p_gat, self.calibration.threshold)
         alpha = self.policy.alphas()[self.policy(state).argmax(-1)]
         t = self.thresholds
-        known = torch.as_tensor(known_id_share(batch.node_vocab.numpy(), batch.ptr.numpy()))
+        known = torch.as_tensor(known_id_share(batch.node_vocab.cpu().numpy(), batch.ptr.cpu().numpy()), device=p_vgae.device)
         return fused_decision(alpha, p_gat, p_vgae, t.fusion, t.vgae_alone, t.gat_alone, **t.rule(known)).long(), fused_score(alpha, p_gat, p_vgae), alpha
 
     def onboarded(self, vehicle: "VehicleCalibration") -> "Detector":
