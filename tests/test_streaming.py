@@ -377,6 +377,19 @@ def test_detect_command_reports_what_the_detector_flags_in_raw_captures(tiny_run
     assert [a["window"] for a in report["alerts"]] == np.flatnonzero(expected).tolist()
     assert report["attack_windows"] == int(labels.sum()) > 0
     assert (report["caught"], report["false_alarms"]) == (int((expected & labels).sum()), int((expected & (1 - labels)).sum()))
+    # windows with too few known IDs are counted: every window of a vehicle the models never saw
+    from canids.graphs.vocab import known_id_share
+
+    share = detector.thresholds.familiar_id_share
+    assert share == 0.9
+    known = known_id_share(graphs.node_vocab.numpy(), graphs.node_ptr.numpy())
+    assert report["unfamiliar_windows"] == int((known < share).sum())
+    other = sorted((run / "raw" / "test_02_unknown_vehicle_known_attack").glob("*.csv"))[0]
+    assert main(["detect", str(tmp_path / "teacher.npz"), str(other), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["unfamiliar_windows"] == report["windows"] > 0
+    assert main(["detect", str(tmp_path / "teacher.npz"), str(other)]) == 0
+    assert f"{report['windows']} of them with under 90% of their CAN IDs known to the models" in capsys.readouterr().out
 
     assert main(["detect", str(run / "teacher"), str(capture), str(tmp_path / "missing.csv")]) == 1  # a run dir works too
     out = capsys.readouterr()

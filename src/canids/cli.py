@@ -291,7 +291,7 @@ def _detect(args: argparse.Namespace) -> int:
         verdicts = [detector.decide(*window) for window in window_arrays(graphs, with_vocab=detector.uses_vocab)]
         t_start, labels = graphs.t_start.numpy(), graphs.y.numpy()
         alerts = [{"window": i, "t_start": round(float(t_start[i]), 6), "score": round(v.score, 6)} for i, v in enumerate(verdicts) if v.flag]
-        report = {"capture": str(path), "frames": len(capture), "windows": len(verdicts), "flagged": len(alerts)}
+        report = {"capture": str(path), "frames": len(capture), "windows": len(verdicts), "flagged": len(alerts), "unfamiliar_windows": sum(not v.familiar for v in verdicts)}
         if labels.any():  # labelled capture: how the alerts compare with the labels
             flags = np.array([v.flag for v in verdicts])
             report.update(attack_windows=int(labels.sum()), caught=int((flags & (labels == 1)).sum()), false_alarms=int((flags & (labels == 0)).sum()))
@@ -300,6 +300,9 @@ def _detect(args: argparse.Namespace) -> int:
         else:
             extra = f", {report['caught']} of {report['attack_windows']} labelled attack windows caught, {report['false_alarms']} false alarms" if "caught" in report else ""
             print(f"{path}: {report['windows']} windows of {detector.window_size} frames, {report['flagged']} flagged{extra}")
+            if report["unfamiliar_windows"]:
+                print(f"  {report['unfamiliar_windows']} of them with under {detector.familiar_id_share:.0%} of their CAN IDs known to the models (another vehicle, or injected IDs): "
+                      f"the VGAE alone decided them; for a vehicle the models never saw, `canids onboard` recalibrates it from that vehicle's attack-free captures")
             for alert in alerts[: args.show]:
                 print(f"  window {alert['window']:>6}  t={alert['t_start']:.3f} s  fused score {alert['score']:.3f}")
             if len(alerts) > args.show:

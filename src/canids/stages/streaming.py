@@ -33,7 +33,7 @@ import numpy as np
 
 from canids.util import atomic_path
 from canids.graphs.vocab import window_known_id_share
-from canids.stages.fusion_rule import F1_OPTIMAL, NEVER, SCALAR, VGAECalibration, fused_decision, fused_score, fusion_state
+from canids.stages.fusion_rule import F1_OPTIMAL, NEVER, SCALAR, VGAECalibration, familiar, fused_decision, fused_score, fusion_state
 from canids.stages.thresholds import DecisionThresholds
 
 if TYPE_CHECKING:  # the runtime itself never imports torch
@@ -52,11 +52,15 @@ _F32_ZERO, _F32_NO_PEAK, _F32_TINY = (np.array(v, _F32) for v in (0.0, -3e38, 1e
 
 @dataclass(frozen=True)
 class Decision:
-    """One window's verdict: flag (1 = attack), fused attack score, and the fusion weight on the GAT."""
+    """One window's verdict: flag (1 = attack), fused attack score, the fusion weight on the GAT,
+    and whether the window looks like the training vehicle's traffic (False: under the fusion's
+    ``familiar_id_share`` of its CAN IDs known, another vehicle's or injected, and decided by the VGAE
+    alone; ``fusion_rule.familiar``)."""
 
     flag: int
     score: float
     alpha: float
+    familiar: bool = True
 
 
 class StreamingDetector:
@@ -244,7 +248,13 @@ class StreamingDetector:
         alpha = float(self._alphas[int(q.argmax())])
         t = self._thresholds
         known = window_known_id_share(node_vocab) if t.familiar_id_share > 0 else 1.0
-        return Decision(int(fused_decision(alpha, p_gat, p_vgae, t.fusion, t.vgae_alone, t.gat_alone, **t.rule(known))), fused_score(alpha, p_gat, p_vgae), alpha)
+        flag = int(fused_decision(alpha, p_gat, p_vgae, t.fusion, t.vgae_alone, t.gat_alone, **t.rule(known)))
+        return Decision(flag, fused_score(alpha, p_gat, p_vgae), alpha, t.familiar_id_share <= 0 or familiar(known, t.familiar_id_share))
+
+    @property
+    def familiar_id_share(self) -> float:
+        """Below this share of known CAN IDs a window is another vehicle's (0: the rule is off)."""
+        return self._thresholds.familiar_id_share
 
     def decide_graphs(self, graphs: "GraphSet") -> np.ndarray:
         """Decisions for every window of a ``GraphSet``, one window at a time (what a vehicle does)."""
