@@ -62,8 +62,7 @@ def at_thresholds(pred: SplitPredictions, out: DetectorOutputs, thresholds: Deci
     detectors = {vgae: out.p_vgae >= thresholds.vgae, gat: out.p_gat >= thresholds.gat, fusion: out.flagged(pred.fused, thresholds)}
     decisions = {**detectors, **{name: d for name, d in pred.decisions.items() if name not in detectors}}
     scores = {**pred.scores, fusion: thresholds.decision_score(pred.fused, out.p_vgae, out.p_gat, out.known_id_share)}
-    known = familiar(out.known_id_share, thresholds.familiar_id_share) if thresholds.familiar_id_share > 0 else np.ones(len(out.known_id_share), bool)
-    return replace(pred, decisions=decisions, scores=scores, familiar=known)
+    return replace(pred, decisions=decisions, scores=scores, familiar=familiar(out.known_id_share, thresholds.familiar_id_share))
 
 
 def capture_hours(graphs: GraphSet) -> float:

@@ -151,7 +151,8 @@ def familiar(known_id_share: Any, familiar_id_share: float) -> Any:
     """Whether a window is traffic of the vehicle the models trained on: at least
     ``familiar_id_share`` of its CAN IDs (nodes) are in the training vocabulary
     (``canids.graphs.vocab.known_id_share``). 0 makes every window familiar (checkpoints from
-    before the rule). Both shares are float64, so torch, NumPy and the runtime's Python floats agree.
+    before the rule): a share is never below it. Both shares are float64, so torch, NumPy and the
+    runtime's Python floats agree.
     """
     return known_id_share >= familiar_id_share
 

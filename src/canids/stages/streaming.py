@@ -249,7 +249,7 @@ class StreamingDetector:
         t = self._thresholds
         known = window_known_id_share(node_vocab) if t.familiar_id_share > 0 else 1.0
         flag = int(fused_decision(alpha, p_gat, p_vgae, t.fusion, t.vgae_alone, t.gat_alone, **t.rule(known)))
-        return Decision(flag, fused_score(alpha, p_gat, p_vgae), alpha, t.familiar_id_share <= 0 or familiar(known, t.familiar_id_share))
+        return Decision(flag, fused_score(alpha, p_gat, p_vgae), alpha, familiar(known, t.familiar_id_share))
 
     @property
     def familiar_id_share(self) -> float:

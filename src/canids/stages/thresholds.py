@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from canids.stages.fusion_rule import F1_OPTIMAL, NEVER, flagged
+from canids.stages.fusion_rule import F1_OPTIMAL, NEVER, familiar, flagged
 
 
 def budget_threshold(normal_scores: np.ndarray, all_scores: np.ndarray, hours: float, budget_per_hour: float, floor: float = F1_OPTIMAL) -> float:
@@ -107,9 +107,7 @@ class DecisionThresholds:
         for values, alone in ((v, self.vgae_alone), (g, self.gat_alone)):
             if alone <= 1.0:
                 score = np.maximum(score, values / alone)
-        if self.familiar_id_share > 0:
-            score = np.where(np.asarray(known_id_share) >= self.familiar_id_share, score, v / self.vgae)
-        return score
+        return np.where(familiar(np.asarray(known_id_share), self.familiar_id_share), score, v / self.vgae)
 
     @classmethod
     def from_payload(cls, payload: dict) -> "DecisionThresholds":
