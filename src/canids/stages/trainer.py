@@ -164,6 +164,9 @@ def quiet_lightning() -> None:
     # Resume and best-checkpoint directories hold an earlier attempt's files on purpose.
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
     warnings.filterwarnings("ignore", message=".*number of training batches .* smaller than the logging interval.*")
+    # A distilled student's module holds its frozen teacher in eval mode on purpose (a submodule,
+    # so that it moves to the student's device): Lightning warns about it at every fit.
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
     # checkpoint_connector: "`weights_only` was not set" on every full (resume) checkpoint it writes
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector"):
         logging.getLogger(name).setLevel(logging.WARNING)
