@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch_geometric.nn import GATv2Conv
 
 from canids.models import lean
 from canids.settings import GATArchitecture
@@ -68,7 +67,7 @@ class GATClassifier(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim) if cfg.embed_dim > 0 else None
         width = cfg.hidden * cfg.heads
         self.input = nn.Linear(cfg.node_dim + cfg.embed_dim, width)
-        self.convs = nn.ModuleList(GATv2Conv(width, cfg.hidden, heads=cfg.heads, edge_dim=cfg.edge_dim, add_self_loops=False) for _ in range(cfg.layers))
+        self.convs = nn.ModuleList(lean.gatv2_layer(width, cfg.hidden, cfg.heads, cfg.edge_dim) for _ in range(cfg.layers))
         self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(cfg.layers))
         jk_width = width * (cfg.layers + 1)
         self.head = nn.Sequential(

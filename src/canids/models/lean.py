@@ -16,10 +16,41 @@ models) is applied as PyG applies it.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import GATv2Conv
+
+
+def gatv2_layer(in_channels: int, channels: int, heads: int, edge_dim: int) -> GATv2Conv:
+    """A ``GATv2Conv`` without self loops, as both models hold it: the parameters ``gatv2`` computes with.
+
+    PyG renders each ``MessagePassing`` class's ``propagate`` and ``edge_updater`` into temporary
+    ``.py`` files the first time a process builds one, imports them and never deletes them
+    (``torch_geometric.template``): every training job and test process left two in the temporary
+    directory, hundreds on a machine that runs the test suite. This project never calls them
+    (``gatv2`` computes the layer), so the files go once imported; the modules stay loaded, and later
+    layers of the class reuse them without writing again.
+    """
+    conv = GATv2Conv(in_channels, channels, heads=heads, edge_dim=edge_dim, add_self_loops=False)
+    _remove_generated_sources(type(conv))
+    return conv
+
+
+def _remove_generated_sources(cls: type) -> None:
+    """Delete the temporary source files of ``cls``'s generated ``propagate``/``edge_updater`` modules."""
+    temp_dir = os.path.realpath(tempfile.gettempdir())
+    for suffix in ("propagate", "edge_updater"):
+        name = f"{cls.__module__}_{cls.__name__}_{suffix}"
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path and os.path.basename(path).startswith(name) and os.path.dirname(os.path.realpath(path)) == temp_dir:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def gatv2(conv: GATv2Conv, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None, training: bool = False) -> Tensor:

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import GATv2Conv
 
 from canids.graphs.features import GRAPH_FEATURES, VIOLATION_GRAPH_FEATURES
 from canids.models import lean
@@ -76,7 +75,7 @@ class VGAE(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim) if cfg.embed_dim > 0 else None
         width = cfg.hidden * cfg.heads
         self.input = nn.Linear(cfg.node_dim + cfg.embed_dim, width)
-        self.convs = nn.ModuleList(GATv2Conv(width, cfg.hidden, heads=cfg.heads, edge_dim=cfg.edge_dim, add_self_loops=False) for _ in range(cfg.layers))
+        self.convs = nn.ModuleList(lean.gatv2_layer(width, cfg.hidden, cfg.heads, cfg.edge_dim) for _ in range(cfg.layers))
         self.mu = nn.Linear(width, cfg.latent)
         self.logvar = nn.Linear(width, cfg.latent)
         self.feature_decoder = nn.Sequential(nn.Linear(cfg.latent, width), nn.LeakyReLU(_SLOPE), nn.Linear(width, cfg.node_dim))
