@@ -67,8 +67,10 @@ def workflow_rules(snakefile: Path | None = None, workdir: Path | None = None) -
     """Each rule of a Snakefile as Snakemake itself reads it (no job runs): its ``threads`` and named ``outputs``."""
     import tempfile
 
+    if workdir is None:  # a scratch directory, removed afterwards
+        with tempfile.TemporaryDirectory(prefix="canids-rules-") as scratch:
+            return workflow_rules(snakefile, Path(scratch))
     snakefile = snakefile or REPO / "workflow" / "Snakefile"
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="canids-rules-"))
     code = (
         "import json, pathlib\n"
         "from snakemake.api import SnakemakeApi\n"
