@@ -8,7 +8,7 @@ gives the data-loading share of an epoch. Prints one JSON line per batch size: p
 graphs/s of every epoch, the median graphs/s, and the data-loading share; and the machine's load average
 before and after, since a shared machine makes the figures noisy (compare branches by interleaving runs).
 
-    python bench/train_speed.py [--dataset hcrl_sa] [--epochs 5] [--threads 2] [--batch-sizes 64 128]
+    python bench/train_speed.py [--dataset hcrl_sa] [--epochs 5] [--threads 2] [--batch-sizes 64 128] [--accelerator cpu]
 
 Batch 64 is the replaced pipeline's (it reached 373 graphs/s for its GAT and 306 for its VGAE on hcrl_sa,
 2 threads); 128 is what the pipeline trains with by default (the batch-size tuner doubles batch_size 64 once:
@@ -40,6 +40,7 @@ def main() -> int:
     parser.add_argument("--dataset", default="hcrl_sa")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--accelerator", choices=("cpu", "cuda"), default="cpu", help="cuda: train on the GPU (the goal is the CPU's)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128])
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -90,7 +91,7 @@ def main() -> int:
 
     def measure(module: L.LightningModule, reload_every_epoch: bool) -> dict:
         timer, profiler = EpochTimer(), SimpleProfiler(dirpath=tempfile.gettempdir(), filename="canids_train_speed_profile")  # its report to a file, not stdout
-        trainer = L.Trainer(max_epochs=args.epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        trainer = L.Trainer(max_epochs=args.epochs, accelerator=args.accelerator, devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, profiler=profiler, callbacks=[timer],
                             log_every_n_steps=10, reload_dataloaders_every_n_epochs=1 if reload_every_epoch else 0)  # as make_trainer
         trainer.fit(module)
@@ -105,7 +106,7 @@ def main() -> int:
         for model, section in (("vgae", settings.autoencoder.teacher), ("gat", settings.curriculum.teacher)):
             train_settings = TrainSettings(epochs=args.epochs, batch_size=batch_size, learning_rate=section.learning_rate, weight_decay=section.weight_decay,
                                            patience=args.epochs, seed=settings.training.seed, optimize_batch_size=False, batch_size_max_trials=1,
-                                           accelerator="cpu", monitor="val_loss", monitor_mode="min")
+                                           accelerator=args.accelerator, monitor="val_loss", monitor_mode="min")
             torch.manual_seed(0)
             if model == "vgae":
                 module = VGAEModule(VGAEConfig.of(section.model, **dims), train, attack_free_index(train), val, np.flatnonzero(val.y.numpy() == 0), train_settings)
@@ -118,6 +119,7 @@ def main() -> int:
             "what": "teacher VGAE and GAT training epochs (no validation, no checkpoints), the project's Lightning modules",
             "batch_size": batch_size,
             "threads": args.threads,
+            "accelerator": args.accelerator,
             **results,
             "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "goal_graphs_per_s": 5000,
