@@ -125,7 +125,8 @@ def onboard(vgae: VGAE, gat: GATClassifier, policy: QNetwork, graphs: GraphSet, 
 def vehicle_threshold(normal_scores: np.ndarray) -> VGAECalibration:
     """The VGAE calibration for a vehicle from its attack-free scores alone, by the rule that
     set the training vehicle's threshold from its normal validation windows
-    (``transfer_floor``: their 0.995 quantile raised by two robust spreads of their log scores).
+    (``transfer_floor``: their 0.995 quantile raised by two robust spreads of their log scores,
+    by at most ``MAX_TRANSFER_FACTOR``).
 
     The training vehicle's threshold does not transfer, even in units of each vehicle's own
     normal median, so the threshold is the new vehicle's own. The margin is for what a few
