@@ -41,6 +41,22 @@ TINY_CONFIG = {
 PIPELINE_FIXTURES = {"tiny_run", "pipeline_run", "prepared_upstream", "study_run"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_tmpdir(tmp_path_factory):
+    """Every process a test starts (snakemake, its jobs, SLURM jobs, training scripts) keeps its
+    temporary files under this session's pytest directory instead of /tmp: a snakemake killed on
+    purpose (the lock and lost-job tests kill -9 it) cannot remove its scratch directory, which
+    left an empty /tmp/snakemake* per killed run. pytest removes old sessions' directories itself."""
+    scratch = tmp_path_factory.mktemp("tmpdir")
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(scratch)
+    yield scratch
+    if saved is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark every test that runs a pipeline as ``integration``, and every SLURM test as ``slurm``,
     so that ``pytest -m "not integration and not slurm"`` is the fast unit suite."""
