@@ -48,13 +48,9 @@ def private_tmpdir(tmp_path_factory):
     purpose (the lock and lost-job tests kill -9 it) cannot remove its scratch directory, which
     left an empty /tmp/snakemake* per killed run. pytest removes old sessions' directories itself."""
     scratch = tmp_path_factory.mktemp("tmpdir")
-    saved = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = str(scratch)
-    yield scratch
-    if saved is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = saved
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(scratch))
+        yield scratch
 
 
 def pytest_collection_modifyitems(config, items):

@@ -85,18 +85,19 @@ def test_a_widely_spread_normal_does_not_push_the_vgae_threshold_past_quiet_atta
     """A small model's normal scores spread widely; two of its spreads would put the threshold
     decades above normal traffic. The margin stops at MAX_TRANSFER_FACTOR above the normal
     0.995 quantile, still above normal traffic that moved by several spreads."""
-    from canids.stages.autoencoder import MAX_TRANSFER_FACTOR, NORMAL_QUANTILE, choose_threshold, robust_log_spread
+    from canids.stages.autoencoder import MAX_TRANSFER_FACTOR, NORMAL_QUANTILE, TRANSFER_MARGIN, choose_threshold, robust_log_spread
 
     rng = np.random.default_rng(3)
     normal = np.exp(rng.normal(0.0, 1.8, 4000))  # robust log spread ~1.8: e^3.6 = 37x margin uncapped
-    quiet = np.quantile(normal, NORMAL_QUANTILE) * np.exp(rng.uniform(np.log(25), np.log(35), 300))
+    q = np.quantile(normal, NORMAL_QUANTILE)
+    quiet = q * np.exp(rng.uniform(np.log(25), np.log(35), 300))
     labels = np.r_[np.zeros(len(normal)), np.ones(len(quiet))].astype(int)
     tau = choose_threshold(np.r_[normal, quiet], labels)
-    q = np.quantile(normal, NORMAL_QUANTILE)
-    assert np.exp(2 * robust_log_spread(normal)) > MAX_TRANSFER_FACTOR
+    uncapped = q * np.exp(TRANSFER_MARGIN * robust_log_spread(normal))
+    assert uncapped > q * MAX_TRANSFER_FACTOR
     assert tau == pytest.approx(q * MAX_TRANSFER_FACTOR)
     assert (quiet >= tau).all()  # the uncapped margin would have missed most of them
-    assert (quiet >= q * np.exp(2 * robust_log_spread(normal))).mean() < 0.2
+    assert (quiet >= uncapped).mean() < 0.2
     assert (normal * 10 >= tau).mean() <= 1 - NORMAL_QUANTILE  # normal traffic 10x higher: still within the tail left above
 
 
