@@ -73,7 +73,7 @@ class StreamingDetector:
         a = self.arrays
         self._widths = meta["widths"]  # input-layer width of each model: where one's columns end
         self._layers = [_StackedConv.take(a, f"layer{k}", layer) for k, layer in enumerate(meta["layers"])]
-        self._slope = float(meta["slope"])
+        self._slope = np.array(meta["slope"], _F32)  # (a 0-d array: see _leaky_relu)
         self._norm_eps = _F32(meta["norm_eps"])
         self._id_weight = float(meta["id_weight"])
         self._policy = [(a[f"policy.{i}.w"], a[f"policy.{i}.b"]) for i in range(meta["policy_layers"])]
@@ -216,7 +216,7 @@ class StreamingDetector:
         h = x @ a["input.w"] + a["input.b"]
         if "input.vocab_table" in a:
             h = h + a["input.vocab_table"].take(node_vocab, 0)
-        h = np.maximum(h, slope * h)
+        h = _leaky_relu(h, slope)
         width_v = self._widths[0]
         h_vgae, h_gat = h[:, :width_v], h[:, width_v:]
         jumping = [h_gat]
@@ -227,7 +227,7 @@ class StreamingDetector:
             else:
                 h_in = h_vgae if layer.models[0] == "vgae" else h_gat
             msg = layer.attend(h_in, src, dst, pair, edge_attr, n)
-            h_out = h_in + np.maximum(msg, slope * msg)
+            h_out = h_in + _leaky_relu(msg, slope)
             if both:
                 h_vgae, h_gat = h_out[:, : h_vgae.shape[1]], h_out[:, h_vgae.shape[1] :]
             elif layer.models[0] == "vgae":
@@ -271,7 +271,7 @@ class StreamingDetector:
         slope = self._slope
         mu = h @ a["vgae.mu.w"] + a["vgae.mu.b"]
         d = mu @ a["vgae.feature_decoder.0.w"] + a["vgae.feature_decoder.0.b"]
-        diff = (np.maximum(d, slope * d) @ a["vgae.feature_decoder.1.w"] + a["vgae.feature_decoder.1.b"] - x).ravel()
+        diff = (_leaky_relu(d, slope) @ a["vgae.feature_decoder.1.w"] + a["vgae.feature_decoder.1.b"] - x).ravel()
         node_err = float(diff @ diff) / diff.size  # mean over nodes of the mean over features
         if "vgae.id_decoder.w" in a:
             logits = mu @ a["vgae.id_decoder.w"] + a["vgae.id_decoder.b"]
@@ -279,7 +279,7 @@ class StreamingDetector:
             log_norm = np.log(np.exp(logits - peak[:, None]).sum(1)) + peak
             node_err += self._id_weight * float((log_norm - logits[np.arange(n), node_vocab]).sum()) / n
         g = np.add.reduce(mu, 0) * _F32(1.0 / n) @ a["vgae.graph_decoder.0.w"] + a["vgae.graph_decoder.0.b"]
-        diff_u = np.maximum(g, slope * g) @ a["vgae.graph_decoder.1.w"] + a["vgae.graph_decoder.1.b"] - (u if self._window_columns is None else u.take(self._window_columns))
+        diff_u = _leaky_relu(g, slope) @ a["vgae.graph_decoder.1.w"] + a["vgae.graph_decoder.1.b"] - (u if self._window_columns is None else u.take(self._window_columns))
         win_err = float(diff_u @ diff_u) / diff_u.size
         scale = a["vgae.score_scale"]
         return float(_F32(max(node_err / float(scale[0]), 1e-12) * max(win_err / float(scale[1]), 1e-12)))
@@ -290,7 +290,7 @@ class StreamingDetector:
         jk = np.concatenate(jumping, 1) if len(jumping) > 1 else jumping[0]
         pooled = np.concatenate([np.add.reduce(jk, 0) * _F32(1.0 / n), np.maximum.reduce(jk, 0), u])
         z = pooled @ a["gat.head.0.w"] + a["gat.head.0.b"]
-        logits = np.maximum(z, slope * z) @ a["gat.head.1.w"] + a["gat.head.1.b"]
+        logits = _leaky_relu(z, slope) @ a["gat.head.1.w"] + a["gat.head.1.b"]
         p = 1.0 / (1.0 + math.exp(min(80.0, float(logits[0] - logits[1]))))  # softmax(logits)[1]
         return float(min(max(_F32(p), _F32(1e-7)), _F32(1 - 1e-7)))  # float32, as torch: near 1, log1p(-p) is sensitive
 
@@ -313,7 +313,7 @@ class _StackedConv:
     keep: np.ndarray | None  # output columns that are not padding (None: all are)
     heads: int
     channels: int
-    attention_slope: float
+    attention_slope: np.ndarray  # 0-d float32 (see _leaky_relu)
 
     @staticmethod
     def build(arrays: dict[str, np.ndarray], prefix: str, convs: dict) -> dict:
@@ -367,7 +367,7 @@ class _StackedConv:
             arrays.get(f"{prefix}.keep"),
             int(meta["heads"]),
             int(meta["channels"]),
-            float(meta["attention_slope"]),
+            np.array(meta["attention_slope"], _F32),
         )
 
     def attend(self, h: np.ndarray, src: np.ndarray, dst: np.ndarray, pair: np.ndarray, edge_attr: np.ndarray, n: int) -> np.ndarray:
@@ -376,7 +376,7 @@ class _StackedConv:
         both = h @ self.w + self.b
         x_l = both[:, :width]
         e = x_l.take(src, 0) + both[:, width:].take(dst, 0) + edge_attr @ self.edge_w
-        logits = np.maximum(e, self.attention_slope * e) @ self.att  # [E, heads]
+        logits = _leaky_relu(e, self.attention_slope) @ self.att  # [E, heads]
         dense = np.empty((heads, n * n), _F32)
         dense.fill(-np.inf)
         dense[:, pair] = logits.T
@@ -389,6 +389,13 @@ class _StackedConv:
         if self.keep is not None:
             out = out.take(self.keep, 1)
         return out + self.bias
+
+
+def _leaky_relu(values: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """``values`` through a leaky ReLU of ``slope``, a 0-d float32 array: the same products as
+    with the Python float, which NumPy converts on every call (under callgrind, ``slope * h``
+    on a window's [24, 64] float32 array: ~8,800 instructions with a float, ~6,100 with this)."""
+    return np.maximum(values, slope * values)
 
 
 def window_arrays(graphs: "GraphSet", with_vocab: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
