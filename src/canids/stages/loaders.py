@@ -36,13 +36,20 @@ class _IndexDataset(Dataset):
 #: same scores, bit for bit, on 8,000 windows (in general up to float32 rounding: a matrix
 #: product may block another batch size differently).
 INFERENCE_BATCH = 256
-#: Windows gathered between two ``trim_heap`` calls: every 32 batches of 64, every 2 of 1,024.
+#: Windows gathered between two looks at the C heap (``trim_heap``): every 32 batches of 64,
+#: every 2 of 1,024.
 TRIM_EVERY_WINDOWS = 2048
+#: Free heap memory a loader lets its process keep (``trim_heap``'s ``above``): past one
+#: training step's working set (the teacher VGAE's and GAT's at batch 128 leave ~100 MB free
+#: between steps, which the next step reuses), far below the 450 MB that batches of 1,024 left
+#: behind before the loader trimmed.
+TRIM_ABOVE_FREE_BYTES = 256 * 2**20
 
 
 class _Collate:
-    """``graphs.batch``, handing the C heap's free memory back every ``TRIM_EVERY_WINDOWS``
-    windows (``canids.util.trim_heap``): memory a stage's batches freed stays freed."""
+    """``graphs.batch``, looking at the C heap every ``TRIM_EVERY_WINDOWS`` windows and handing
+    its free memory back when it holds more than ``TRIM_ABOVE_FREE_BYTES``
+    (``canids.util.trim_heap``): memory a stage's batches freed stays bounded."""
 
     def __init__(self, graphs: GraphSet) -> None:
         self.graphs, self.windows = graphs, 0
@@ -50,7 +57,7 @@ class _Collate:
     def __call__(self, index: np.ndarray):
         self.windows += len(index)
         if self.windows >= TRIM_EVERY_WINDOWS:
-            trim_heap()
+            trim_heap(TRIM_ABOVE_FREE_BYTES)
             self.windows = 0
         return self.graphs.batch(index)
 
