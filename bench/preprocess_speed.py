@@ -27,6 +27,8 @@ os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 os.environ["OMP_NUM_THREADS"] = "1"
 import torch
 torch.set_num_threads(1)
+from canids.util import tune_heap
+tune_heap()  # as every stage process does (workflow.jobs.run_job)
 import yaml
 from canids.settings import load_settings
 from canids.shape import file_name

@@ -60,9 +60,11 @@ def main() -> int:
     from canids.stages.autoencoder import VGAEModule, attack_free_index
     from canids.stages.curriculum import GATModule
     from canids.stages.trainer import TrainSettings
+    from canids.util import tune_heap
     from canids.workflow.preprocess import run_preprocess
 
     torch.set_num_threads(args.threads)
+    tune_heap()  # as every stage process does (workflow.jobs.run_job)
     data_root = os.environ.get("CAN_DATA_ROOT") or str((REPO / ".." / "shared" / "data" / "can").resolve())
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     with tempfile.TemporaryDirectory(prefix="train_speed_") as out:

@@ -3,12 +3,7 @@ loader hands freed heap memory back as it goes, past a bound."""
 
 from __future__ import annotations
 
-import ctypes
-import os
-import platform
-
 import numpy as np
-import pytest
 import torch
 
 from canids.graphs.build import build_graphs
@@ -20,7 +15,6 @@ from canids.settings import GATArchitecture, VGAEArchitecture
 from canids.stages import loaders
 from canids.stages.autoencoder import score_windows
 from canids.stages.curriculum import predict_proba
-from canids.util import heap_free_bytes, trim_heap
 from conftest import periodic_capture
 
 
@@ -53,34 +47,3 @@ def test_the_loader_looks_at_the_heap_every_so_many_windows(monkeypatch):
     assert len(batches) == 13 and len(calls) == 100 // 24  # every third batch of 8 crosses 20 windows
     assert set(calls) == {loaders.TRIM_ABOVE_FREE_BYTES}
 
-
-def _resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's heap (mallinfo2, malloc_trim)")
-def test_trim_heap_keeps_free_memory_up_to_the_bound_and_hands_back_what_exceeds_it():
-    """A training step frees and reuses ~100 MB every step: trimming it made the next step
-    fault it back in (4-9 % of the teacher's graphs/s). The bound keeps a working set; what
-    exceeds it still goes back to the operating system."""
-    libc = ctypes.CDLL("libc.so.6")
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    block, n_blocks = 64 * 1024, 3072  # below glibc's mmap threshold: heap memory
-    blocks = [libc.malloc(block) for _ in range(n_blocks)]
-    try:
-        for address in blocks:
-            ctypes.memset(address, 1, block)  # resident
-        for address in blocks[::2]:  # every other block freed: free memory the live ones fence in
-            libc.free(address)
-        freed = block * (n_blocks // 2)
-        free, resident = heap_free_bytes(), _resident_bytes()
-        assert free is not None and free >= freed
-        assert trim_heap(above=free + freed) is False  # within the bound: kept
-        assert _resident_bytes() > resident - freed // 4
-        assert trim_heap(above=freed // 4) is True  # past it: handed back
-        assert _resident_bytes() < resident - freed // 2, "malloc_trim handed back less than half of the freed blocks"
-    finally:
-        for address in blocks[1::2]:
-            libc.free(address)
