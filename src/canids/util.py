@@ -1,4 +1,5 @@
-"""Low-level helpers shared by every layer: content digests and atomic file writes.
+"""Low-level helpers shared by every layer: content digests, atomic file writes, and the C
+heap's policy (``tune_heap``, ``trim_heap``).
 
 Atomic writes matter because SLURM kills jobs at arbitrary points: a reader must only ever
 see a complete file or no file, never a truncated checkpoint that looks finished.
@@ -178,7 +179,9 @@ class FileDigests:
             pass  # a read-only root: digests are recomputed next time
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """The C library, loaded once (None where it cannot be)."""
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
@@ -210,7 +213,8 @@ def tune_heap() -> bool:
     mallopt = getattr(_libc(), "mallopt", None)
     if mallopt is None or _malloc_trim() is None:  # not glibc: its own policy
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)) & bool(mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD))
+    made = [mallopt(parameter, value) for parameter, value in ((_M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD))]
+    return all(made)
 
 
 class _MallInfo2(ctypes.Structure):

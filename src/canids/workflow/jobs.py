@@ -49,7 +49,7 @@ def job_from_snakemake(smk: Any) -> Job:
 
 def run_job(smk: Any) -> None:
     """Run the stage of the Snakemake job ``smk`` with its log teed to the job's log file."""
-    tune_heap()  # before the stage allocates (canids.util.tune_heap: fewer page faults, same memory)
+    tune_heap()  # before the stage allocates (canids.util.tune_heap: arrays reuse freed heap, fewer page faults)
     job = job_from_snakemake(smk)
     entry = importlib.import_module(STAGES[job.stage].code)
     layout = Layout(str(job.settings.root()))
