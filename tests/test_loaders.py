@@ -46,4 +46,3 @@ def test_the_loader_looks_at_the_heap_every_so_many_windows(monkeypatch):
     batches = list(loaders.window_loader(graphs, np.arange(100), batch_size=8))
     assert len(batches) == 13 and len(calls) == 100 // 24  # every third batch of 8 crosses 20 windows
     assert set(calls) == {loaders.TRIM_ABOVE_FREE_BYTES}
-
